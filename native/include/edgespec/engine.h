@@ -1,0 +1,112 @@
+// Public C++ API of the edgespec scheduler: what bindings.cpp wraps.
+// No ORT or pybind11 types appear here.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace edgespec {
+
+// One decoder graph as described by the bundle manifest (docs/bundle-format.md).
+struct ModelSpec {
+  std::string path;                     // absolute path of model.onnx
+  int num_layers = 0;                   // decoder layers (KV buffers = 2 * num_layers)
+  int num_kv_heads = 0;                 // KV heads per layer
+  int head_dim = 0;                     // per-head size
+  int vocab_size = 0;                   // logits width
+  int capacity = 0;                     // KV slots per layer: max prompt + generated tokens
+  std::string kv_dtype = "float32";     // "float32" | "float16"
+  std::string logits_dtype = "float32"; // "float32" | "float16"
+  std::string input_ids = "input_ids";  // int64 [1, n]
+  std::string seqlens_k = "seqlens_k";  // int32 [1] = n_past + n - 1
+  std::string total_sequence_length = "total_sequence_length";  // int32 [] = n_past + n
+  std::string past_key = "past_key_values.{layer}.key";         // "{layer}" is replaced
+  std::string past_value = "past_key_values.{layer}.value";
+  std::string present_key = "present.{layer}.key";
+  std::string present_value = "present.{layer}.value";
+  std::string logits = "logits";  // [1, n, vocab_size]
+};
+
+// Where and how a model runs.
+struct ProviderSpec {
+  std::string name = "cpu";      // "cpu" | "cuda" | "tensorrt"
+  int threads = 0;               // intra-op threads; 0 = ORT default (physical cores)
+  int device_id = 0;             // GPU ordinal for cuda / tensorrt
+  std::string trt_cache_dir;     // TensorRT engine cache directory ("" = no cache)
+  bool allow_fallback = false;   // fall back to CPU when the provider cannot load
+};
+
+// Parameters of one generation. Validated by Engine::generate (std::invalid_argument).
+struct GenConfig {
+  int max_new_tokens = 256;          // >= 1
+  float temperature = 0.0f;          // 0 = greedy; > 0 samples
+  float top_p = 1.0f;                // (0, 1]
+  int top_k = 0;                     // 0 = off
+  uint64_t seed = 0;                 // RNG seed for sampling
+  std::string drafter = "none";      // "none" | "ngram" | "model"
+  int num_draft_tokens = 0;          // max drafted tokens per step; 0 = drafter default
+  bool adaptive = true;              // adapt draft length to observed acceptance and verify cost
+  int ngram_max = 3;                 // prompt lookup: longest n-gram to match (falls back to shorter)
+  int ngram_min = 1;                 // prompt lookup: shortest n-gram to match
+  std::vector<int32_t> eos_ids;      // generation ends after committing one of these
+};
+
+struct GenStats {
+  int n_prompt = 0;                  // prompt tokens prefilled
+  int n_generated = 0;               // tokens committed (returned)
+  int n_steps = 0;                   // target verify calls after prefill
+  int n_draft = 0;                   // tokens proposed by the drafter
+  int n_accept = 0;                  // proposed tokens accepted
+  std::vector<int> accept_hist;      // accept_hist[j] = steps that accepted exactly j drafts
+  double t_prefill_s = 0;            // prefill (target + drafter) wall time
+  double t_draft_s = 0;              // time in drafter propose / catch-up
+  double t_verify_s = 0;             // time in target forward (verify) calls
+  double t_total_s = 0;              // wall time of generate()
+  double t_first_token_s = 0;        // generate() start to first committed token
+};
+
+struct GenResult {
+  std::vector<int32_t> tokens;       // committed new tokens (prompt excluded)
+  std::string finish_reason;         // "eos" | "length" | "stop" | "cancelled"
+  GenStats stats;
+};
+
+// Called with each chunk of committed tokens. Return true to stop ("stop").
+using ChunkCallback = std::function<bool(const int32_t* tokens, int n)>;
+
+// Loads libonnxruntime from `path` ("" = system loader) once per process.
+// Throws std::runtime_error when the library cannot load or its API is older than the headers'.
+void load_runtime(const std::string& path);
+// Version string of the loaded ORT ("" before load_runtime).
+std::string runtime_version();
+// Execution providers the loaded ORT build offers (e.g. "CPUExecutionProvider").
+std::vector<std::string> available_providers();
+
+class Engine {
+ public:
+  // Opens the target (and the draft when draft.path is non-empty); preallocates KV buffers.
+  Engine(const ModelSpec& target, const ModelSpec& draft, const ProviderSpec& target_provider,
+         const ProviderSpec& draft_provider);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  bool has_draft() const;
+  int capacity() const;  // min of target and draft capacity
+
+  // Runs one generation from scratch (KV state reset). `cancel` may be flipped by any thread;
+  // generation stops at the next step boundary with finish_reason "cancelled".
+  // Not re-entrant: callers serialize (the Python Session holds a lock).
+  GenResult generate(const std::vector<int32_t>& prompt, const GenConfig& cfg,
+                     const ChunkCallback& on_chunk, const std::atomic<bool>* cancel);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace edgespec
