@@ -1,0 +1,221 @@
+"""The bundle manifest (`edgespec.json`): schema, validation and loading.
+
+The manifest is the only contract between export and runtime (docs/bundle-format.md). Loading
+checks the format marker and version first, then every field the runtime relies on, and that
+every referenced file exists, so that a bad bundle fails here with one clear line instead of
+deep inside ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "edgespec-bundle"  # magic value of the manifest's "format" field
+FORMAT_VERSION = 1  # newest manifest version this runtime reads
+MANIFEST_NAME = "edgespec.json"
+
+_KV_DTYPES = ("float32", "float16")
+_INPUT_KEYS = ("input_ids", "seqlens_k", "total_sequence_length", "past_key", "past_value")
+_OUTPUT_KEYS = ("logits", "present_key", "present_value")
+_INT_KEYS = ("num_layers", "num_kv_heads", "head_dim", "vocab_size", "capacity")
+
+
+class BundleError(ValueError):
+    """A bundle directory or manifest that the runtime cannot use."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One decoder graph of the bundle, as the manifest describes it."""
+
+    role: str  # "target" | "draft"
+    path: Path  # absolute path of the .onnx file
+    architecture: str  # llama | mistral | qwen2 | qwen3
+    precision: str  # fp32 | fp16 | int8 | int4
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    capacity: int  # KV slots per layer (prompt + generated tokens)
+    kv_dtype: str  # float32 | float16
+    logits_dtype: str  # float32 | float16
+    inputs: dict[str, str]  # contract key -> graph input name ("{layer}" templated for KV)
+    outputs: dict[str, str]  # contract key -> graph output name
+    file_bytes: int  # size of graph + external weights on disk
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)  # the manifest entry as read
+
+    def native_spec_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `edgespec._native.ModelSpec`."""
+        return {
+            "path": str(self.path),
+            "num_layers": self.num_layers,
+            "num_kv_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "vocab_size": self.vocab_size,
+            "capacity": self.capacity,
+            "kv_dtype": self.kv_dtype,
+            "logits_dtype": self.logits_dtype,
+            **{k: self.inputs[k] for k in _INPUT_KEYS},
+            **{k: self.outputs[k] for k in _OUTPUT_KEYS},
+        }
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    path: Path  # tokenizer.json
+    chat_template: str | None  # template text, None when the model has none
+    bos_token_id: int | None
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int | None
+    add_bos_token: bool  # prepend BOS to raw prompts
+    special_tokens: dict[str, str]  # e.g. {"eos_token": "<|im_end|>"}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle directory."""
+
+    root: Path
+    target: ModelInfo
+    draft: ModelInfo | None
+    tokenizer: TokenizerInfo
+    generation: dict[str, Any]  # generation defaults (max_new_tokens, temperature, ...)
+    manifest: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def capacity(self) -> int:
+        """Tokens (prompt + generated) that fit in every model's KV cache."""
+        caps = [self.target.capacity] + ([self.draft.capacity] if self.draft else [])
+        return min(caps)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and validate `path/edgespec.json`; raise BundleError (a ValueError) or
+    FileNotFoundError with one clear line when anything is missing or wrong."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"bundle directory not found: {root}")
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"not an edgespec bundle (no {MANIFEST_NAME}): {root}")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{manifest_path}: manifest is not valid JSON ({e})") from None
+    _check_format(manifest, manifest_path)
+    models = _require(manifest, "models", dict, "manifest")
+    target = _model_info(root, "target", _require(models, "target", dict, "models"))
+    draft = None
+    if models.get("draft") is not None:
+        draft = _model_info(root, "draft", _require(models, "draft", dict, "models"))
+        _check_compatible(target, draft)
+    tokenizer = _tokenizer_info(root, _require(manifest, "tokenizer", dict, "manifest"))
+    generation = manifest.get("generation") or {}
+    return Bundle(root, target, draft, tokenizer, dict(generation), manifest)
+
+
+def _check_format(manifest: Any, where: Path) -> None:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{where}: not an edgespec manifest (format != {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BundleError(f"{where}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"bundle format version {version} is newer than this edgespec reads "
+            f"({FORMAT_VERSION}): upgrade edgespec or re-export the bundle"
+        )
+    if version < 1:
+        raise BundleError(f"{where}: unknown bundle format version {version}")
+
+
+def _require(obj: dict, key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    if key not in obj:
+        raise BundleError(f"manifest: missing '{key}' in {where}")
+    value = obj[key]
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise BundleError(f"manifest: '{where}.{key}' has the wrong type: {value!r}")
+    return value
+
+
+def _model_info(root: Path, role: str, entry: dict) -> ModelInfo:
+    where = f"models.{role}"
+    rel = _require(entry, "path", str, where)
+    path = (root / rel).resolve()
+    if not path.is_file():
+        raise BundleError(f"bundle is missing the {role} graph: {path}")
+    ints = {k: _require(entry, k, int, where) for k in _INT_KEYS}
+    for k, v in ints.items():
+        if v < 1:
+            raise BundleError(f"manifest: '{where}.{k}' must be >= 1, got {v}")
+    kv_dtype = entry.get("kv_dtype", "float32")
+    logits_dtype = entry.get("logits_dtype", "float32")
+    for name, dt in (("kv_dtype", kv_dtype), ("logits_dtype", logits_dtype)):
+        if dt not in _KV_DTYPES:
+            raise BundleError(f"manifest: '{where}.{name}' must be one of {_KV_DTYPES}, got {dt!r}")
+    inputs = _require(entry, "inputs", dict, where)
+    outputs = _require(entry, "outputs", dict, where)
+    for key in _INPUT_KEYS:
+        _require(inputs, key, str, f"{where}.inputs")
+    for key in _OUTPUT_KEYS:
+        _require(outputs, key, str, f"{where}.outputs")
+    _check_external_data(path)
+    return ModelInfo(
+        role=role,
+        path=path,
+        architecture=str(entry.get("architecture", "unknown")),
+        precision=str(entry.get("precision", "unknown")),
+        kv_dtype=kv_dtype,
+        logits_dtype=logits_dtype,
+        inputs=dict(inputs),
+        outputs=dict(outputs),
+        file_bytes=int(entry.get("file_bytes", 0)),
+        raw=dict(entry),
+        **ints,
+    )
+
+
+def _check_external_data(graph: Path) -> None:
+    """The conventional external-weights file next to the graph must exist when expected."""
+    data = graph.with_name(graph.name + ".data")
+    if graph.stat().st_size < 1024 * 1024 and not data.exists():
+        # Small graph files hold only structure when weights are external: be sure they exist.
+        with graph.open("rb") as f:
+            head = f.read()
+        if graph.name.encode() + b".data" in head:
+            raise BundleError(f"bundle is missing the external weights file: {data}")
+
+
+def _check_compatible(target: ModelInfo, draft: ModelInfo) -> None:
+    if draft.vocab_size != target.vocab_size:
+        raise BundleError(
+            f"draft vocabulary ({draft.vocab_size}) differs from the target's ({target.vocab_size})"
+        )
+
+
+def _tokenizer_info(root: Path, entry: dict) -> TokenizerInfo:
+    path = (root / _require(entry, "path", str, "tokenizer")).resolve()
+    if not path.is_file():
+        raise BundleError(f"bundle is missing its tokenizer: {path}")
+    template = None
+    tpl_rel = entry.get("chat_template")
+    if tpl_rel:
+        tpl_path = (root / tpl_rel).resolve()
+        if not tpl_path.is_file():
+            raise BundleError(f"bundle is missing its chat template: {tpl_path}")
+        template = tpl_path.read_text(encoding="utf-8")
+    eos = entry.get("eos_token_ids") or []
+    if not isinstance(eos, list) or not all(isinstance(t, int) for t in eos):
+        raise BundleError(f"manifest: 'tokenizer.eos_token_ids' must be a list of ints: {eos!r}")
+    return TokenizerInfo(
+        path=path,
+        chat_template=template,
+        bos_token_id=entry.get("bos_token_id"),
+        eos_token_ids=tuple(eos),
+        pad_token_id=entry.get("pad_token_id"),
+        add_bos_token=bool(entry.get("add_bos_token", False)),
+        special_tokens=dict(entry.get("special_tokens") or {}),
+    )

@@ -1,0 +1,129 @@
+import json
+
+import pytest
+
+from edgespec.bundle import FORMAT_VERSION, BundleError, load_bundle
+
+
+def _manifest(**over):
+    model = {
+        "path": "target/model.onnx",
+        "architecture": "llama",
+        "precision": "fp32",
+        "num_layers": 2,
+        "num_heads": 4,
+        "num_kv_heads": 2,
+        "head_dim": 16,
+        "hidden_size": 64,
+        "vocab_size": 300,
+        "capacity": 128,
+        "kv_dtype": "float32",
+        "logits_dtype": "float32",
+        "inputs": {
+            "input_ids": "input_ids",
+            "seqlens_k": "seqlens_k",
+            "total_sequence_length": "total_sequence_length",
+            "past_key": "past_key_values.{layer}.key",
+            "past_value": "past_key_values.{layer}.value",
+        },
+        "outputs": {
+            "logits": "logits",
+            "present_key": "present.{layer}.key",
+            "present_value": "present.{layer}.value",
+        },
+    }
+    m = {
+        "format": "edgespec-bundle",
+        "format_version": FORMAT_VERSION,
+        "models": {"target": model},
+        "tokenizer": {"path": "tokenizer.json", "chat_template": None, "eos_token_ids": [2]},
+        "generation": {"max_new_tokens": 32},
+    }
+    m.update(over)
+    return m
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "model.onnx").write_bytes(b"\x08\x07" * 2048 * 512)
+    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "edgespec.json").write_text(json.dumps(_manifest()))
+    return tmp_path
+
+
+def _write(d, m):
+    (d / "edgespec.json").write_text(json.dumps(m))
+
+
+def test_valid_manifest_loads(bundle_dir):
+    b = load_bundle(bundle_dir)
+    assert b.capacity == 128 and b.draft is None
+    assert b.tokenizer.eos_token_ids == (2,)
+    kw = b.target.native_spec_kwargs()
+    assert kw["past_key"] == "past_key_values.{layer}.key" and kw["vocab_size"] == 300
+
+
+def test_missing_dir_and_manifest(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_bundle(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no edgespec.json"):
+        load_bundle(tmp_path)
+
+
+def test_newer_version_refused(bundle_dir):
+    _write(bundle_dir, _manifest(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(BundleError, match="newer than this edgespec reads"):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"format": "other"}, {"format_version": "1"}, {"format_version": 0}]
+)
+def test_bad_format_fields(bundle_dir, bad):
+    _write(bundle_dir, _manifest(**bad))
+    with pytest.raises(BundleError):
+        load_bundle(bundle_dir)
+
+
+def test_invalid_json(bundle_dir):
+    (bundle_dir / "edgespec.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(bundle_dir)
+
+
+def test_missing_graph_file(bundle_dir):
+    (bundle_dir / "target" / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing the target graph"):
+        load_bundle(bundle_dir)
+
+
+def test_missing_tokenizer(bundle_dir):
+    (bundle_dir / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match="missing its tokenizer"):
+        load_bundle(bundle_dir)
+
+
+def test_missing_io_name(bundle_dir):
+    m = _manifest()
+    del m["models"]["target"]["inputs"]["seqlens_k"]
+    _write(bundle_dir, m)
+    with pytest.raises(BundleError, match="seqlens_k"):
+        load_bundle(bundle_dir)
+
+
+def test_bad_dims(bundle_dir):
+    m = _manifest()
+    m["models"]["target"]["capacity"] = 0
+    _write(bundle_dir, m)
+    with pytest.raises(BundleError, match="capacity"):
+        load_bundle(bundle_dir)
+
+
+def test_draft_with_other_vocab_refused(bundle_dir):
+    m = _manifest()
+    draft = dict(m["models"]["target"], vocab_size=999)
+    m["models"]["draft"] = draft
+    _write(bundle_dir, m)
+    with pytest.raises(BundleError, match="draft vocabulary"):
+        load_bundle(bundle_dir)
