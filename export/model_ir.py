@@ -80,7 +80,7 @@ class TokenizerData:
 @dataclass
 class LoadedModel:
     config: ArchConfig
-    # HF names: model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.weight (+ .bias),
+    # HF names: model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.weight (+bias),
     # model.layers.{i}.self_attn.{q,k}_norm.weight, model.layers.{i}.mlp.{gate,up,down}_proj.weight,
     # model.layers.{i}.{input,post_attention}_layernorm.weight, model.norm.weight, lm_head.weight
     # (absent when tied). Float arrays are float32.

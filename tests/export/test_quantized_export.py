@@ -1,0 +1,102 @@
+"""int4 / int8 exports: run through the shared-KV contract, agree with torch on top-1, and
+carry pre-quantized weights exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("onnxruntime")
+
+from conftest import save_random_model  # noqa: E402
+from decoder_harness import SharedKVDecoder, torch_reference  # noqa: E402
+from edgespec.export.graph import GraphOptions  # noqa: E402
+from edgespec.export.model_ir import QuantizedWeight  # noqa: E402
+from edgespec.export.quantize import quantize_rtn  # noqa: E402
+from edgespec.export.writer import ModelSpec, write_bundle  # noqa: E402
+from test_graph_parity import COMMON, VOCAB, load_hf_no_tokenizer  # noqa: E402
+
+pytestmark = pytest.mark.export
+
+
+@pytest.fixture(scope="module")
+def qwen2_model(tmp_path_factory):
+    """(torch model, LoadedModel) of a tiny random qwen2 (q/k/v biases, untied head)."""
+    d = tmp_path_factory.mktemp("q_hf")
+    cfg = transformers.Qwen2Config(
+        **{**COMMON, "initializer_range": 0.05}, tie_word_embeddings=False
+    )
+    model = save_random_model(d, cfg, seed=2)
+    return model, load_hf_no_tokenizer(d)
+
+
+def export(tmp_path, loaded, name: str, **opts) -> SharedKVDecoder:
+    bundle = write_bundle(tmp_path / name, ModelSpec(loaded, GraphOptions(capacity=64, **opts)))
+    entry = json.loads((bundle / "edgespec.json").read_text())["models"]["target"]
+    return SharedKVDecoder(bundle / entry["path"], entry)
+
+
+@pytest.mark.parametrize(("precision", "min_top1"), [("int8", 0.9), ("int4", 0.55)])
+def test_quantized_top1_agrees_with_torch(tmp_path, qwen2_model, precision, min_top1):
+    model, loaded = qwen2_model
+    dec = export(tmp_path, loaded, precision, precision=precision)
+    rng = np.random.default_rng(0)
+    ids = [int(t) for t in rng.integers(0, VOCAB, 40)]
+    got = np.concatenate(
+        [dec.forward(ids[:24], 0), dec.forward(ids[24:25], 24), dec.forward(ids[25:40], 25)]
+    )  # [40, vocab]
+    ref = torch_reference(model, ids)[0]  # [40, vocab]
+    top1 = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
+    print(f"{precision}: top-1 agreement {top1:.3f}, max|dlogits| {np.abs(got - ref).max():.3f}")
+    assert top1 >= min_top1
+
+
+def prequantize(loaded, rng):
+    """Copy of `loaded` with every linear weight a QuantizedWeight: int4 RTN, except the
+    q/v projections of layer 0 made GGUF-Q4_1-like (non-integer zero points)."""
+    weights = dict(loaded.weights)
+    for key, w in loaded.weights.items():
+        if key.endswith("_proj.weight") or key == "lm_head.weight":
+            weights[key] = quantize_rtn(w, bits=4)
+    for key in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.v_proj.weight"):
+        qw = weights[key]
+        frac = rng.uniform(0.1, 0.9, qw.zero_point.shape).astype(np.float32)
+        weights[key] = dataclasses.replace(qw, zero_point=qw.zero_point + frac, source="gguf:Q4_1")
+    return dataclasses.replace(loaded, weights=weights)
+
+
+def test_prequantized_weights_are_packed_exactly(tmp_path, qwen2_model):
+    """int4 graph (accuracy_level 0) == fp32 graph of the dequantized weights."""
+    _, loaded = qwen2_model
+    pre = prequantize(loaded, np.random.default_rng(1))
+    assert isinstance(pre.weights["model.layers.1.mlp.down_proj.weight"], QuantizedWeight)
+    q = export(tmp_path, pre, "int4", precision="int4", accuracy_level=0)
+    f = export(tmp_path, pre, "fp32", precision="fp32")  # fp32 dequantizes
+    ids = [3, 17, 250, 99, 4, 8, 61]
+    a, b = q.forward(ids, 0), f.forward(ids, 0)  # [7, vocab]
+    assert np.abs(a - b).max() <= 1e-3
+    a2, b2 = q.forward([5, 6], 7), f.forward([5, 6], 7)
+    assert np.abs(a2 - b2).max() <= 1e-3
+
+
+def test_int8_precision_keeps_int4_source_weights(tmp_path, qwen2_model):
+    """A carried 4-bit weight stays 4-bit under --precision int8 (no re-quantization)."""
+    import onnx
+
+    _, loaded = qwen2_model
+    pre = prequantize(loaded, np.random.default_rng(2))
+    pre.weights["lm_head.weight"] = loaded.weights["lm_head.weight"]  # float: quantized here
+    write_bundle(tmp_path / "b", ModelSpec(pre, GraphOptions(precision="int8", capacity=64)))
+    graph = onnx.load(str(tmp_path / "b" / "target" / "model.onnx"), load_external_data=False)
+    bits = {
+        n.name: {a.name: a.i for a in n.attribute}["bits"]
+        for n in graph.graph.node
+        if n.op_type == "MatMulNBits"
+    }
+    assert bits["model.layers.0.mlp.gate_up_proj"] == 4  # carried
+    assert bits["lm_head"] == 8  # float weight quantized here
