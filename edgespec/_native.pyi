@@ -1,0 +1,148 @@
+"""Type stubs of the native core (native/src/bindings.cpp)."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+def load_runtime(path: str = "") -> None:
+    """dlopen libonnxruntime ("" = system loader) once per process; RuntimeError on failure."""
+
+def runtime_version() -> str:
+    """Version string of the loaded ORT ("" before load_runtime)."""
+
+def available_providers() -> list[str]:
+    """Execution providers of the loaded ORT build (e.g. "CPUExecutionProvider")."""
+
+class ModelSpec:
+    path: str
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    capacity: int
+    kv_dtype: str
+    logits_dtype: str
+    input_ids: str
+    seqlens_k: str
+    total_sequence_length: str
+    past_key: str
+    past_value: str
+    present_key: str
+    present_value: str
+    logits: str
+    def __init__(self, **kwargs: Any) -> None: ...
+
+class ProviderSpec:
+    name: str
+    threads: int
+    device_id: int
+    trt_cache_dir: str
+    allow_fallback: bool
+    def __init__(self, **kwargs: Any) -> None: ...
+
+class GenConfig:
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    seed: int
+    drafter: str
+    num_draft_tokens: int
+    adaptive: bool
+    ngram_max: int
+    ngram_min: int
+    eos_ids: list[int]
+    def __init__(self, **kwargs: Any) -> None: ...
+
+class GenStats:
+    @property
+    def n_prompt(self) -> int: ...
+    @property
+    def n_generated(self) -> int: ...
+    @property
+    def n_steps(self) -> int: ...
+    @property
+    def n_draft(self) -> int: ...
+    @property
+    def n_accept(self) -> int: ...
+    @property
+    def accept_hist(self) -> list[int]: ...
+    @property
+    def t_prefill_s(self) -> float: ...
+    @property
+    def t_draft_s(self) -> float: ...
+    @property
+    def t_verify_s(self) -> float: ...
+    @property
+    def t_total_s(self) -> float: ...
+    @property
+    def t_first_token_s(self) -> float: ...
+
+class GenResult:
+    @property
+    def tokens(self) -> list[int]: ...
+    @property
+    def finish_reason(self) -> str: ...  # "eos" | "length" | "stop" | "cancelled"
+    @property
+    def stats(self) -> GenStats: ...
+
+class CancelToken:
+    def __init__(self) -> None: ...
+    def cancel(self) -> None: ...
+    def reset(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+
+class Engine:
+    def __init__(
+        self,
+        target: ModelSpec,
+        draft: ModelSpec | None = None,
+        target_provider: ProviderSpec = ...,
+        draft_provider: ProviderSpec | None = None,
+    ) -> None: ...
+    @property
+    def has_draft(self) -> bool: ...
+    @property
+    def capacity(self) -> int: ...
+    def generate(
+        self,
+        prompt: Sequence[int] | npt.NDArray[np.integer],
+        config: GenConfig = ...,
+        on_chunk: Callable[[list[int]], bool | None] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> GenResult: ...
+
+class _SpecModule:
+    """edgespec._native.spec: the pure acceptance math on float32 numpy arrays (for tests)."""
+
+    @staticmethod
+    def process_logits(
+        logits: npt.ArrayLike, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+    ) -> npt.NDArray[np.float32]:
+        """softmax(logits / T) → top-k → top-p, renormalised; rows of a 2-D array
+        independently. temperature 0 gives the one-hot argmax."""
+    @staticmethod
+    def argmax(x: npt.ArrayLike) -> int: ...
+    @staticmethod
+    def residual(
+        p: npt.ArrayLike, q: npt.ArrayLike | None = None, draft: int = -1
+    ) -> tuple[bool, npt.NDArray[np.float32]]:
+        """(ok, norm(max(0, p - q))); q None = one-hot on `draft`; ok False if the mass is 0."""
+    @staticmethod
+    def sample(probs: npt.ArrayLike, seed: int) -> int: ...
+    @staticmethod
+    def accept_greedy(logits: npt.ArrayLike, draft: npt.ArrayLike) -> tuple[int, int]:
+        """(n_accept, next_token) for target logits [k+1, vocab] and k drafted tokens."""
+    @staticmethod
+    def accept_sampling(
+        p_rows: npt.ArrayLike, q_rows: npt.ArrayLike | None, draft: npt.ArrayLike, seed: int
+    ) -> tuple[int, int]:
+        """Speculative sampling: (n_accept, next_token); q_rows None = one-hot drafts."""
+    @staticmethod
+    def uniform(seed: int, count: int) -> npt.NDArray[np.float64]:
+        """`count` draws of the engine's RNG (xoshiro256**) in [0, 1)."""
+
+spec: _SpecModule

@@ -1,0 +1,333 @@
+// Python bindings of the native core: the only file that includes pybind11.
+// Module edgespec._native (engine, specs, runtime loading) and edgespec._native.spec (pure
+// acceptance math, for tests). std::invalid_argument → ValueError, std::runtime_error →
+// RuntimeError (pybind11's default translation).
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "edgespec/engine.h"
+#include "spec_math.h"
+
+namespace py = pybind11;
+using namespace edgespec;
+
+namespace {
+
+// A cancellation flag Python can flip from any thread while generate() runs without the GIL.
+struct CancelToken {
+  std::atomic<bool> flag{false};
+};
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+// T(**kwargs): sets each keyword through the bound attribute (unknown names → TypeError).
+template <class T>
+std::unique_ptr<T> from_kwargs(const py::kwargs& kwargs) {
+  auto obj = std::make_unique<T>();
+  py::object view = py::cast(obj.get(), py::return_value_policy::reference);
+  for (auto item : kwargs) {
+    const std::string key = py::str(item.first);
+    if (key.empty() || key[0] == '_' || !py::hasattr(view, item.first)) {
+      throw py::type_error("unexpected keyword argument '" + key + "'");
+    }
+    py::setattr(view, item.first, item.second);
+  }
+  return obj;
+}
+
+// "Name(a=1, b='x')" from the listed attributes.
+std::string repr_of(py::handle self, const char* name, const std::vector<const char*>& fields) {
+  std::string out = std::string(name) + "(";
+  for (size_t i = 0; i < fields.size(); ++i) {
+    out += (i ? ", " : "") + std::string(fields[i]) + "=" +
+           py::repr(self.attr(fields[i])).cast<std::string>();
+  }
+  return out + ")";
+}
+
+template <class Cls>
+void add_repr(Cls& cls, const char* name, std::vector<const char*> fields) {
+  cls.def("__repr__", [name, fields](py::handle self) { return repr_of(self, name, fields); });
+}
+
+// A prompt given as a sequence of ints or a 1-D integer numpy array → int32 token ids.
+std::vector<int32_t> to_ids(py::handle obj) {
+  py::array arr = py::array::ensure(obj);
+  if (!arr) throw py::type_error("prompt must be a sequence of ints or an integer numpy array");
+  if (arr.ndim() != 1) {
+    throw py::value_error("prompt must be 1-D, got " + std::to_string(arr.ndim()) + " dimensions");
+  }
+  std::vector<int32_t> ids;
+  if (arr.size() == 0) return ids;
+  const char kind = arr.dtype().kind();
+  if (kind != 'i' && kind != 'u') {
+    throw py::type_error("prompt tokens must be integers, got dtype " +
+                         py::str(arr.dtype()).cast<std::string>());
+  }
+  auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+  const int64_t* data = wide.data();
+  ids.resize(static_cast<size_t>(wide.size()));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (data[i] < 0 || data[i] > std::numeric_limits<int32_t>::max()) {
+      throw py::value_error("prompt token " + std::to_string(data[i]) + " at position " +
+                            std::to_string(i) + " is outside the vocabulary");
+    }
+    ids[i] = static_cast<int32_t>(data[i]);
+  }
+  return ids;
+}
+
+GenResult generate(Engine& engine, py::handle prompt, const GenConfig& cfg, py::object on_chunk,
+                   CancelToken* cancel) {
+  const std::vector<int32_t> ids = to_ids(prompt);
+  std::optional<py::error_already_set> error;  // the callback's exception, re-raised afterwards
+  ChunkCallback callback;
+  if (!on_chunk.is_none()) {
+    callback = [&on_chunk, &error](const int32_t* tokens, int n) -> bool {
+      py::gil_scoped_acquire gil;
+      try {
+        py::list chunk(n);
+        for (int i = 0; i < n; ++i) chunk[i] = py::int_(tokens[i]);
+        py::object stop = on_chunk(chunk);
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // e.g. Ctrl-C
+        const int truth = stop.is_none() ? 0 : PyObject_IsTrue(stop.ptr());
+        if (truth < 0) throw py::error_already_set();
+        return truth == 1;
+      } catch (py::error_already_set& e) {
+        error = std::move(e);
+        return true;  // stop generation; the exception is raised after generate returns
+      }
+    };
+  }
+  GenResult result;
+  {
+    py::gil_scoped_release release;
+    result = engine.generate(ids, cfg, callback, cancel ? &cancel->flag : nullptr);
+  }
+  if (error) throw *error;
+  return result;
+}
+
+void bind_specs(py::module_& m) {
+  py::class_<ModelSpec> model(m, "ModelSpec", "One decoder graph as described by the manifest.");
+  model.def(py::init(&from_kwargs<ModelSpec>))
+      .def_readwrite("path", &ModelSpec::path)
+      .def_readwrite("num_layers", &ModelSpec::num_layers)
+      .def_readwrite("num_kv_heads", &ModelSpec::num_kv_heads)
+      .def_readwrite("head_dim", &ModelSpec::head_dim)
+      .def_readwrite("vocab_size", &ModelSpec::vocab_size)
+      .def_readwrite("capacity", &ModelSpec::capacity)
+      .def_readwrite("kv_dtype", &ModelSpec::kv_dtype)
+      .def_readwrite("logits_dtype", &ModelSpec::logits_dtype)
+      .def_readwrite("input_ids", &ModelSpec::input_ids)
+      .def_readwrite("seqlens_k", &ModelSpec::seqlens_k)
+      .def_readwrite("total_sequence_length", &ModelSpec::total_sequence_length)
+      .def_readwrite("past_key", &ModelSpec::past_key)
+      .def_readwrite("past_value", &ModelSpec::past_value)
+      .def_readwrite("present_key", &ModelSpec::present_key)
+      .def_readwrite("present_value", &ModelSpec::present_value)
+      .def_readwrite("logits", &ModelSpec::logits);
+  add_repr(model, "ModelSpec",
+           {"path", "num_layers", "num_kv_heads", "head_dim", "vocab_size", "capacity", "kv_dtype",
+            "logits_dtype"});
+
+  py::class_<ProviderSpec> prov(m, "ProviderSpec", "Where and how a model runs.");
+  prov.def(py::init(&from_kwargs<ProviderSpec>))
+      .def_readwrite("name", &ProviderSpec::name)
+      .def_readwrite("threads", &ProviderSpec::threads)
+      .def_readwrite("device_id", &ProviderSpec::device_id)
+      .def_readwrite("trt_cache_dir", &ProviderSpec::trt_cache_dir)
+      .def_readwrite("allow_fallback", &ProviderSpec::allow_fallback);
+  add_repr(prov, "ProviderSpec",
+           {"name", "threads", "device_id", "trt_cache_dir", "allow_fallback"});
+
+  py::class_<GenConfig> cfg(m, "GenConfig", "Parameters of one generation.");
+  cfg.def(py::init(&from_kwargs<GenConfig>))
+      .def_readwrite("max_new_tokens", &GenConfig::max_new_tokens)
+      .def_readwrite("temperature", &GenConfig::temperature)
+      .def_readwrite("top_p", &GenConfig::top_p)
+      .def_readwrite("top_k", &GenConfig::top_k)
+      .def_readwrite("seed", &GenConfig::seed)
+      .def_readwrite("drafter", &GenConfig::drafter)
+      .def_readwrite("num_draft_tokens", &GenConfig::num_draft_tokens)
+      .def_readwrite("adaptive", &GenConfig::adaptive)
+      .def_readwrite("ngram_max", &GenConfig::ngram_max)
+      .def_readwrite("ngram_min", &GenConfig::ngram_min)
+      .def_readwrite("eos_ids", &GenConfig::eos_ids);
+  add_repr(cfg, "GenConfig",
+           {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter",
+            "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "eos_ids"});
+}
+
+void bind_results(py::module_& m) {
+  py::class_<GenStats> stats(m, "GenStats", "Counters and timings of one generation.");
+  stats.def_readonly("n_prompt", &GenStats::n_prompt)
+      .def_readonly("n_generated", &GenStats::n_generated)
+      .def_readonly("n_steps", &GenStats::n_steps)
+      .def_readonly("n_draft", &GenStats::n_draft)
+      .def_readonly("n_accept", &GenStats::n_accept)
+      .def_readonly("accept_hist", &GenStats::accept_hist)
+      .def_readonly("t_prefill_s", &GenStats::t_prefill_s)
+      .def_readonly("t_draft_s", &GenStats::t_draft_s)
+      .def_readonly("t_verify_s", &GenStats::t_verify_s)
+      .def_readonly("t_total_s", &GenStats::t_total_s)
+      .def_readonly("t_first_token_s", &GenStats::t_first_token_s);
+  add_repr(stats, "GenStats",
+           {"n_prompt", "n_generated", "n_steps", "n_draft", "n_accept", "accept_hist",
+            "t_prefill_s", "t_draft_s", "t_verify_s", "t_total_s", "t_first_token_s"});
+
+  py::class_<GenResult> result(m, "GenResult", "Committed tokens, finish reason and stats.");
+  result.def_readonly("tokens", &GenResult::tokens)
+      .def_readonly("finish_reason", &GenResult::finish_reason)
+      .def_readonly("stats", &GenResult::stats);
+  add_repr(result, "GenResult", {"tokens", "finish_reason", "stats"});
+
+  py::class_<CancelToken>(m, "CancelToken", "Thread-safe flag that stops a running generate().")
+      .def(py::init<>())
+      .def("cancel", [](CancelToken& t) { t.flag.store(true); })
+      .def("reset", [](CancelToken& t) { t.flag.store(false); })
+      .def_property_readonly("cancelled", [](const CancelToken& t) { return t.flag.load(); });
+}
+
+void bind_engine(py::module_& m) {
+  py::class_<Engine>(m, "Engine", "Target (+ optional draft) model and the draft→verify loop.")
+      .def(py::init([](const ModelSpec& target, const std::optional<ModelSpec>& draft,
+                       const ProviderSpec& target_provider,
+                       const std::optional<ProviderSpec>& draft_provider) {
+             py::gil_scoped_release release;
+             return std::make_unique<Engine>(target, draft.value_or(ModelSpec()), target_provider,
+                                             draft_provider.value_or(target_provider));
+           }),
+           py::arg("target"), py::arg("draft") = py::none(),
+           py::arg("target_provider") = ProviderSpec(), py::arg("draft_provider") = py::none())
+      .def_property_readonly("has_draft", &Engine::has_draft)
+      .def_property_readonly("capacity", &Engine::capacity)
+      .def("generate", &generate, py::arg("prompt"), py::arg("config") = GenConfig(),
+           py::arg("on_chunk") = py::none(), py::arg("cancel") = nullptr);
+}
+
+// ---- edgespec._native.spec: the pure math, on numpy float32 arrays ----
+
+void check_rows(const FloatArray& a, py::ssize_t rows, py::ssize_t cols, const char* what) {
+  if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != cols) {
+    throw py::value_error(std::string(what) + " must have shape (" + std::to_string(rows) + ", " +
+                          std::to_string(cols) + ")");
+  }
+}
+
+FloatArray process_logits(const FloatArray& logits, float temperature, int top_k, float top_p) {
+  if (logits.ndim() < 1 || logits.ndim() > 2 || logits.size() == 0) {
+    throw py::value_error("logits must be a non-empty 1-D or 2-D array");
+  }
+  if (!(temperature >= 0) || top_k < 0 || !(top_p > 0 && top_p <= 1)) {
+    throw py::value_error("need temperature >= 0, top_k >= 0, 0 < top_p <= 1");
+  }
+  const int n = static_cast<int>(logits.shape(logits.ndim() - 1));
+  const py::ssize_t rows = logits.size() / n;
+  FloatArray out(std::vector<py::ssize_t>(logits.shape(), logits.shape() + logits.ndim()));
+  std::vector<int32_t> idx(n);
+  const spec::SamplingParams sp{temperature, top_k, top_p};
+  for (py::ssize_t r = 0; r < rows; ++r) {
+    const float* in = logits.data() + r * n;
+    float* probs = out.mutable_data() + r * n;
+    if (temperature == 0) {  // greedy as a distribution: one-hot at the argmax
+      std::fill(probs, probs + n, 0.0f);
+      probs[spec::argmax(in, n)] = 1.0f;
+    } else {
+      spec::process_logits(in, n, sp, probs, idx.data());
+    }
+  }
+  return out;
+}
+
+py::tuple accept_sampling(const FloatArray& p_rows, const std::optional<FloatArray>& q_rows,
+                          const IntArray& draft, uint64_t seed) {
+  const int k = static_cast<int>(draft.size());
+  if (p_rows.ndim() != 2) throw py::value_error("p_rows must be 2-D (k+1, vocab)");
+  const int n = static_cast<int>(p_rows.shape(1));
+  check_rows(p_rows, k + 1, n, "p_rows");
+  if (q_rows) check_rows(*q_rows, k, n, "q_rows");
+  for (int i = 0; i < k; ++i) {
+    if (draft.data()[i] < 0 || draft.data()[i] >= n)
+      throw py::value_error("draft token out of range");
+  }
+  spec::Rng rng(seed);
+  std::vector<float> scratch(n);
+  auto p_row = [&](int i) { return p_rows.data() + static_cast<size_t>(i) * n; };
+  const spec::Accept a = spec::accept_sampling(p_row, q_rows ? q_rows->data() : nullptr,
+                                               draft.data(), k, n, rng, scratch.data());
+  return py::make_tuple(a.n_accept, a.next);
+}
+
+void bind_spec(py::module_& m) {
+  py::module_ s = m.def_submodule("spec", "Pure speculative-decoding math (for tests).");
+  s.def("process_logits", &process_logits, py::arg("logits"), py::arg("temperature") = 1.0f,
+        py::arg("top_k") = 0, py::arg("top_p") = 1.0f);
+  s.def("argmax",
+        [](const FloatArray& x) { return spec::argmax(x.data(), static_cast<int>(x.size())); });
+  s.def(
+      "residual",
+      [](const FloatArray& p, const std::optional<FloatArray>& q, int draft) {
+        const int n = static_cast<int>(p.size());
+        if (q && q->size() != n) throw py::value_error("p and q differ in size");
+        if (!q && (draft < 0 || draft >= n))
+          throw py::value_error("one-hot q needs 0 <= draft < n");
+        FloatArray out(n);
+        const bool ok =
+            spec::residual(p.data(), q ? q->data() : nullptr, draft, n, out.mutable_data());
+        return py::make_tuple(ok, out);
+      },
+      py::arg("p"), py::arg("q") = py::none(), py::arg("draft") = -1);
+  s.def(
+      "sample",
+      [](const FloatArray& probs, uint64_t seed) {
+        spec::Rng rng(seed);
+        return spec::sample(probs.data(), static_cast<int>(probs.size()), rng);
+      },
+      py::arg("probs"), py::arg("seed"));
+  s.def(
+      "accept_greedy",
+      [](const FloatArray& logits, const IntArray& draft) {
+        const int k = static_cast<int>(draft.size());
+        if (logits.ndim() != 2) throw py::value_error("logits must be 2-D (k+1, vocab)");
+        check_rows(logits, k + 1, logits.shape(1), "logits");
+        const spec::Accept a =
+            spec::accept_greedy(logits.data(), static_cast<int>(logits.shape(1)), draft.data(), k);
+        return py::make_tuple(a.n_accept, a.next);
+      },
+      py::arg("logits"), py::arg("draft"));
+  s.def("accept_sampling", &accept_sampling, py::arg("p_rows"), py::arg("q_rows"), py::arg("draft"),
+        py::arg("seed"));
+  s.def(
+      "uniform",
+      [](uint64_t seed, int count) {
+        spec::Rng rng(seed);
+        py::array_t<double> out(count);
+        for (int i = 0; i < count; ++i) out.mutable_data()[i] = rng.uniform();
+        return out;
+      },
+      py::arg("seed"), py::arg("count"));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "edgespec native core: ONNX Runtime sessions and the speculative decoding loop.";
+  m.def("load_runtime", &load_runtime, py::arg("path") = "",
+        "dlopen libonnxruntime (\"\" = system loader) once per process.");
+  m.def("runtime_version", &runtime_version, "Version of the loaded ORT (\"\" before loading).");
+  m.def("available_providers", &available_providers, "Execution providers of the loaded ORT.");
+  bind_specs(m);
+  bind_results(m);
+  bind_engine(m);
+  bind_spec(m);
+}

@@ -1,0 +1,51 @@
+// The drafter interface: proposes up to k tokens after the committed sequence. One file per
+// drafter (drafter_ngram.cpp, drafter_model.cpp); the engine owns them through this interface.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "edgespec/engine.h"
+
+namespace edgespec {
+
+class Model;
+
+// A drafter's proposal, preallocated once for k_max tokens.
+struct DraftOut {
+  std::vector<int32_t> tokens;  // int32 [k_max]: proposed tokens d_1..d_n
+  std::vector<float> q;         // float [k_max × vocab]: q_i rows (stochastic drafters only)
+  int n = 0;                    // number proposed (0 <= n <= k)
+  bool has_q = false;           // false: q is one-hot on tokens (deterministic proposal)
+
+  void reserve(int k_max, int vocab, bool stochastic) {
+    tokens.assign(k_max, 0);
+    q.assign(stochastic ? static_cast<size_t>(k_max) * vocab : 0, 0.0f);
+  }
+};
+
+class Drafter {
+ public:
+  virtual ~Drafter() = default;
+  // Starts a generation: `prompt` is the committed sequence before the first generated token.
+  // `cfg` was validated by the engine. May run a prefill.
+  virtual void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) = 0;
+  // Proposes at most k (>= 1) tokens following `committed` (prompt + generated so far) into
+  // out.tokens[0..out.n), with q rows when out.has_q. Returns out.n.
+  virtual int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) = 0;
+  // Tells the drafter how many of its last proposal were accepted (the next committed token is
+  // the correction or bonus, seen in the next propose()).
+  virtual void on_accept(int n_accept) = 0;
+  // Draft length to start from when GenConfig.num_draft_tokens == 0.
+  virtual int default_k() const = 0;
+  // Whether propose() samples and records q rows for this configuration.
+  virtual bool stochastic(const GenConfig& cfg) const = 0;
+};
+
+// Prompt lookup: matches the last n tokens against the prompt + generated text.
+std::unique_ptr<Drafter> make_ngram_drafter();
+// A draft ONNX model with its own KV (kept in sync with the committed sequence).
+std::unique_ptr<Drafter> make_model_drafter(std::unique_ptr<Model> draft);
+
+}  // namespace edgespec

@@ -1,0 +1,324 @@
+// The draft → verify loop (see native/include/edgespec/engine.h).
+//
+// KV convention: the target KV always holds every committed token except the newest one, which
+// is fed as the first token of the next verify call: forward([last, d_1..d_k]) at
+// n_past = committed − 1 returns k+1 rows; row i scores the token after d_i (d_0 = last).
+// After accepting n drafts and committing the correction/bonus token, the target is rewound to
+// committed_before + n, which again excludes only the newest token.
+// Capacity: the committed sequence (prompt + generated) never exceeds capacity(); a step with k
+// drafts needs committed + k + 1 <= capacity, so k shrinks near the end and generation finishes
+// "length" when not even one more token fits.
+#include "edgespec/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "drafter.h"
+#include "model.h"
+#include "spec_math.h"
+
+namespace edgespec {
+namespace {
+
+constexpr int kMaxDraftTokens = 32;  // upper bound of GenConfig.num_draft_tokens
+constexpr int kMaxWidth = 64;        // widest forward: prefill chunk, >= kMaxDraftTokens + 1
+static_assert(kMaxWidth >= kMaxDraftTokens + 1, "verify width must fit the bindings");
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string num(double v) {
+  std::string s = std::to_string(v);
+  s.erase(s.find_last_not_of('0') + 1);
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
+void validate_config(const GenConfig& cfg, bool has_draft) {
+  auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
+  if (cfg.max_new_tokens < 1) fail("max_new_tokens must be >= 1, got " + num(cfg.max_new_tokens));
+  if (!(cfg.temperature >= 0.0f)) fail("temperature must be >= 0, got " + num(cfg.temperature));
+  if (!(cfg.top_p > 0.0f && cfg.top_p <= 1.0f))
+    fail("top_p must be in (0, 1], got " + num(cfg.top_p));
+  if (cfg.top_k < 0) fail("top_k must be >= 0, got " + num(cfg.top_k));
+  if (cfg.num_draft_tokens < 0 || cfg.num_draft_tokens > kMaxDraftTokens) {
+    fail("num_draft_tokens must be in [0, " + num(kMaxDraftTokens) + "], got " +
+         num(cfg.num_draft_tokens));
+  }
+  if (cfg.ngram_min < 1 || cfg.ngram_max < cfg.ngram_min) {
+    fail("need 1 <= ngram_min <= ngram_max, got ngram_min " + num(cfg.ngram_min) + ", ngram_max " +
+         num(cfg.ngram_max));
+  }
+  if (cfg.drafter != "none" && cfg.drafter != "ngram" && cfg.drafter != "model") {
+    fail("unknown drafter '" + cfg.drafter + "' (expected 'none', 'ngram' or 'model')");
+  }
+  if (cfg.drafter == "model" && !has_draft) {
+    fail("drafter 'model' needs a draft model, and this engine has none");
+  }
+}
+
+void validate_prompt(const std::vector<int32_t>& prompt, int vocab, int capacity) {
+  if (prompt.empty()) throw std::invalid_argument("prompt is empty");
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] < 0 || prompt[i] >= vocab) {
+      throw std::invalid_argument("prompt token " + std::to_string(prompt[i]) + " at position " +
+                                  std::to_string(i) + " is outside the vocabulary [0, " +
+                                  std::to_string(vocab) + ")");
+    }
+  }
+  if (static_cast<int64_t>(prompt.size()) + 1 > capacity) {
+    throw std::invalid_argument("prompt of " + std::to_string(prompt.size()) +
+                                " tokens + 1 generated exceeds the capacity of " +
+                                std::to_string(capacity) + " tokens");
+  }
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec, const ProviderSpec& tp,
+       const ProviderSpec& dp);
+
+  GenResult generate(const std::vector<int32_t>& prompt, const GenConfig& cfg,
+                     const ChunkCallback& on_chunk, const std::atomic<bool>* cancel);
+  void start(const std::vector<int32_t>& prompt, const GenConfig& cfg);
+  bool prefill(const std::vector<int32_t>& prompt);
+  int32_t select(const float* row);
+  bool step();
+  void verify(int n_draft, spec::Accept* accept);
+  void adapt(int n_draft, int n_accept);
+  bool commit(const int32_t* tokens, int n);
+  bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
+
+  std::unique_ptr<Model> target;
+  std::unique_ptr<Drafter> ngram;
+  std::unique_ptr<Drafter> model_drafter;  // null without a draft model
+  int vocab = 0;
+  int capacity = 0;
+  std::vector<int32_t> committed;  // int32 [capacity + 1] reserved: prompt + generated
+  std::vector<int32_t> verify_in;  // int32 [kMaxDraftTokens + 1]: [last, d_1..d_k]
+  std::vector<float> p_rows;       // float [(kMaxDraftTokens + 1) × vocab]: processed target rows
+  std::vector<float> scratch;      // float [vocab]: residual distribution
+  std::vector<int32_t> idx;        // int32 [vocab]: process_logits scratch
+  DraftOut draft_out;              // [kMaxDraftTokens + 1] tokens (+ the correction/bonus token)
+  std::mutex busy;                 // generate() is not re-entrant
+
+  // Per-generation state, reset by start().
+  const GenConfig* cfg_ = nullptr;
+  const ChunkCallback* on_chunk_ = nullptr;
+  const std::atomic<bool>* cancel_ = nullptr;
+  Drafter* drafter_ = nullptr;  // null for drafter "none"
+  spec::SamplingParams params_;
+  spec::Rng rng_;
+  int k_cur_ = 0;  // current draft length
+  int k_max_ = 0;  // bound of the adaptive draft length
+  Clock::time_point t0_;
+  GenResult result_;
+};
+
+Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
+                   const ProviderSpec& tp, const ProviderSpec& dp) {
+  target = std::make_unique<Model>(target_spec, tp, kMaxWidth);
+  vocab = target->vocab();
+  capacity = target->capacity();
+  ngram = make_ngram_drafter();
+  if (!draft_spec.path.empty()) {
+    if (draft_spec.vocab_size != target_spec.vocab_size) {
+      throw std::invalid_argument("draft vocab_size " + std::to_string(draft_spec.vocab_size) +
+                                  " differs from the target's " +
+                                  std::to_string(target_spec.vocab_size));
+    }
+    auto draft = std::make_unique<Model>(draft_spec, dp, kMaxWidth);
+    capacity = std::min(capacity, draft->capacity());
+    model_drafter = make_model_drafter(std::move(draft));
+  }
+  committed.reserve(static_cast<size_t>(capacity) + 1);
+  verify_in.assign(kMaxDraftTokens + 1, 0);
+  p_rows.assign(static_cast<size_t>(kMaxDraftTokens + 1) * vocab, 0.0f);
+  scratch.assign(vocab, 0.0f);
+  idx.assign(vocab, 0);
+  draft_out.reserve(kMaxDraftTokens + 1, vocab, model_drafter != nullptr);
+  result_.tokens.reserve(capacity);
+  result_.stats.accept_hist.reserve(kMaxDraftTokens + 1);
+}
+
+void Engine::Impl::start(const std::vector<int32_t>& prompt, const GenConfig& cfg) {
+  cfg_ = &cfg;
+  drafter_ = cfg.drafter == "ngram"   ? ngram.get()
+             : cfg.drafter == "model" ? model_drafter.get()
+                                      : nullptr;
+  params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
+  rng_.reseed(cfg.seed);
+  k_max_ = drafter_ == nullptr        ? 0
+           : cfg.num_draft_tokens > 0 ? cfg.num_draft_tokens
+                                      : drafter_->default_k();
+  k_cur_ = k_max_;
+  result_.tokens.clear();
+  result_.finish_reason.clear();
+  result_.stats = GenStats();
+  result_.stats.accept_hist.assign(k_max_ + 1, 0);
+  result_.stats.n_prompt = static_cast<int>(prompt.size());
+  committed.assign(prompt.begin(), prompt.end());
+}
+
+GenResult Engine::Impl::generate(const std::vector<int32_t>& prompt, const GenConfig& cfg,
+                                 const ChunkCallback& on_chunk, const std::atomic<bool>* cancel) {
+  std::unique_lock<std::mutex> lock(busy, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    throw std::runtime_error("Engine.generate is already running on this engine (not re-entrant)");
+  }
+  validate_config(cfg, model_drafter != nullptr);
+  validate_prompt(prompt, vocab, capacity);
+  t0_ = Clock::now();
+  on_chunk_ = on_chunk ? &on_chunk : nullptr;
+  cancel_ = cancel;
+  start(prompt, cfg);
+  if (prefill(prompt)) {
+    while (step()) {
+    }
+  }
+  result_.stats.t_total_s = seconds_since(t0_);
+  result_.tokens.assign(committed.begin() + static_cast<int64_t>(prompt.size()), committed.end());
+  GenResult out = result_;
+  cfg_ = nullptr;
+  on_chunk_ = nullptr;
+  cancel_ = nullptr;
+  return out;
+}
+
+// Prefills the target (and the drafter) and commits the first token. False when finished.
+bool Engine::Impl::prefill(const std::vector<int32_t>& prompt) {
+  const auto t = Clock::now();
+  target->rewind_to(0);
+  const float* row = target->prefill(prompt.data(), static_cast<int>(prompt.size()), cancel_);
+  if (row == nullptr) {
+    result_.finish_reason = "cancelled";
+    return false;
+  }
+  const int32_t first = select(row);
+  if (drafter_ != nullptr) drafter_->begin(prompt, *cfg_);
+  result_.stats.t_prefill_s = seconds_since(t);
+  return !commit(&first, 1);
+}
+
+// The next token from a target logits row: argmax when greedy, else a sample of the processed
+// distribution.
+int32_t Engine::Impl::select(const float* row) {
+  if (cfg_->temperature == 0.0f) return spec::argmax(row, vocab);
+  spec::process_logits(row, vocab, params_, p_rows.data(), idx.data());
+  return spec::sample(p_rows.data(), vocab, rng_);
+}
+
+// One draft → verify → accept → commit step. False when generation is finished.
+bool Engine::Impl::step() {
+  if (cancelled()) {
+    result_.finish_reason = "cancelled";
+    return false;
+  }
+  const int len = static_cast<int>(committed.size());
+  const int room = capacity - len;  // tokens that can still be committed
+  if (room <= 0) {
+    result_.finish_reason = "length";
+    return false;
+  }
+  const int budget = cfg_->max_new_tokens - result_.stats.n_generated;
+  const int k = std::min({k_cur_, room - 1, budget - 1});
+  int n_draft = 0;
+  if (k > 0) {
+    const auto t = Clock::now();
+    n_draft = drafter_->propose(committed, k, draft_out);
+    result_.stats.t_draft_s += seconds_since(t);
+  }
+  spec::Accept a;
+  verify(n_draft, &a);
+  if (k > 0) drafter_->on_accept(a.n_accept);
+  GenStats& st = result_.stats;
+  ++st.n_steps;
+  st.n_draft += n_draft;
+  st.n_accept += a.n_accept;
+  ++st.accept_hist[a.n_accept];
+  adapt(n_draft, a.n_accept);
+  // The chunk is d_1..d_n followed by the correction/bonus token, in place in draft_out.
+  draft_out.tokens[a.n_accept] = a.next;
+  return !commit(draft_out.tokens.data(), a.n_accept + 1);
+}
+
+// Target forward over [last, d_1..d_k], acceptance, rollback.
+void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
+  const int len = static_cast<int>(committed.size());
+  verify_in[0] = committed.back();
+  std::copy_n(draft_out.tokens.data(), n_draft, verify_in.data() + 1);
+  const auto t = Clock::now();
+  const float* logits = target->forward(verify_in.data(), n_draft + 1);  // [(k+1) × vocab]
+  result_.stats.t_verify_s += seconds_since(t);
+  const int32_t* d = draft_out.tokens.data();
+  if (cfg_->temperature == 0.0f) {
+    *accept = spec::accept_greedy(logits, vocab, d, n_draft);
+  } else {
+    auto p_row = [&](int i) {
+      float* p = p_rows.data() + static_cast<size_t>(i) * vocab;
+      spec::process_logits(logits + static_cast<size_t>(i) * vocab, vocab, params_, p, idx.data());
+      return static_cast<const float*>(p);
+    };
+    const float* q = draft_out.has_q ? draft_out.q.data() : nullptr;
+    *accept = spec::accept_sampling(p_row, q, d, n_draft, vocab, rng_, scratch.data());
+  }
+  // KV keeps last + the accepted drafts; the correction/bonus token is the new "last".
+  target->rewind_to(len + accept->n_accept);
+}
+
+// Adaptive draft length: grow by 2 after a fully accepted proposal, shrink by 1 otherwise.
+void Engine::Impl::adapt(int n_draft, int n_accept) {
+  if (!cfg_->adaptive || n_draft == 0) return;
+  k_cur_ = n_accept == n_draft ? std::min(k_cur_ + 2, k_max_) : std::max(1, k_cur_ - 1);
+}
+
+// Commits tokens[0..n): truncated after the first EOS and to the max_new_tokens budget, then
+// on_chunk. True when generation is finished (finish_reason set: "stop" > "eos" > "length").
+bool Engine::Impl::commit(const int32_t* tokens, int n) {
+  GenStats& st = result_.stats;
+  int take = std::min(n, cfg_->max_new_tokens - st.n_generated);
+  bool eos = false;
+  for (int i = 0; i < take && !eos; ++i) {
+    const auto& ids = cfg_->eos_ids;
+    if (std::find(ids.begin(), ids.end(), tokens[i]) != ids.end()) {
+      take = i + 1;
+      eos = true;
+    }
+  }
+  const size_t at = committed.size();
+  committed.insert(committed.end(), tokens, tokens + take);
+  if (st.n_generated == 0) st.t_first_token_s = seconds_since(t0_);
+  st.n_generated += take;
+  if (on_chunk_ != nullptr && (*on_chunk_)(committed.data() + at, take)) {
+    result_.finish_reason = "stop";
+  } else if (eos) {
+    result_.finish_reason = "eos";
+  } else if (st.n_generated >= cfg_->max_new_tokens) {
+    result_.finish_reason = "length";
+  }
+  return !result_.finish_reason.empty();
+}
+
+Engine::Engine(const ModelSpec& target, const ModelSpec& draft, const ProviderSpec& target_provider,
+               const ProviderSpec& draft_provider)
+    : impl_(std::make_unique<Impl>(target, draft, target_provider, draft_provider)) {}
+
+Engine::~Engine() = default;
+
+bool Engine::has_draft() const { return impl_->model_drafter != nullptr; }
+
+int Engine::capacity() const { return impl_->capacity; }
+
+GenResult Engine::generate(const std::vector<int32_t>& prompt, const GenConfig& cfg,
+                           const ChunkCallback& on_chunk, const std::atomic<bool>* cancel) {
+  return impl_->generate(prompt, cfg, on_chunk, cancel);
+}
+
+}  // namespace edgespec

@@ -1,0 +1,231 @@
+// One ONNX decoder with IO binding set up once (see model.h and docs/bundle-format.md).
+#include "model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include "ort_loader.h"
+
+namespace edgespec {
+namespace {
+
+std::string layer_name(const std::string& pattern, int layer) {
+  std::string out = pattern;
+  const std::string key = "{layer}";
+  const size_t at = out.find(key);
+  if (at == std::string::npos) {
+    throw std::invalid_argument("I/O name pattern '" + pattern + "' lacks '{layer}'");
+  }
+  return out.replace(at, key.size(), std::to_string(layer));
+}
+
+ONNXTensorElementDataType float_type(const std::string& dtype, const char* what) {
+  if (dtype == "float32") return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  if (dtype == "float16") return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+  throw std::invalid_argument(std::string(what) + " '" + dtype +
+                              "' is not supported (expected float32 or float16)");
+}
+
+// name → element type of every input (or output) of the session.
+std::map<std::string, ONNXTensorElementDataType> io_types(const Ort::Session& s, bool inputs) {
+  std::map<std::string, ONNXTensorElementDataType> out;
+  Ort::AllocatorWithDefaultOptions alloc;
+  const size_t count = inputs ? s.GetInputCount() : s.GetOutputCount();
+  for (size_t i = 0; i < count; ++i) {
+    auto name = inputs ? s.GetInputNameAllocated(i, alloc) : s.GetOutputNameAllocated(i, alloc);
+    Ort::TypeInfo info = inputs ? s.GetInputTypeInfo(i) : s.GetOutputTypeInfo(i);
+    out[name.get()] = info.GetONNXType() == ONNX_TYPE_TENSOR
+                          ? info.GetTensorTypeAndShapeInfo().GetElementType()
+                          : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  }
+  return out;
+}
+
+void expect_io(const std::map<std::string, ONNXTensorElementDataType>& io, const std::string& name,
+               ONNXTensorElementDataType type, const char* kind, const std::string& model) {
+  auto it = io.find(name);
+  if (it == io.end()) {
+    std::string names;
+    for (const auto& kv : io) names += (names.empty() ? "" : ", ") + kv.first;
+    throw std::runtime_error("model '" + model + "' has no " + kind + " '" + name +
+                             "' (it has: " + names + ")");
+  }
+  if (it->second != type) {
+    throw std::runtime_error("model '" + model + "' " + kind + " '" + name + "' has element type " +
+                             std::to_string(it->second) + ", the manifest implies " +
+                             std::to_string(type));
+  }
+}
+
+}  // namespace
+
+Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width)
+    : spec_(spec), max_width_(max_width), device_id_(provider.device_id) {
+  if (spec.num_layers <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0 ||
+      spec.vocab_size <= 0 || spec.capacity <= 0) {
+    throw std::invalid_argument(
+        "model '" + spec.path + "': num_layers " + std::to_string(spec.num_layers) +
+        ", num_kv_heads " + std::to_string(spec.num_kv_heads) + ", head_dim " +
+        std::to_string(spec.head_dim) + ", vocab_size " + std::to_string(spec.vocab_size) +
+        ", capacity " + std::to_string(spec.capacity) + " must all be > 0");
+  }
+  if (max_width < 1) throw std::invalid_argument("max_width must be >= 1");
+  float_type(spec.kv_dtype, "kv_dtype");
+  float_type(spec.logits_dtype, "logits_dtype");
+  ort::require_loaded();
+  session_ = ort::open_session(spec.path, provider, &provider_);
+  on_device_ = provider_ != "cpu";
+  run_options_ = Ort::RunOptions();
+  cpu_info_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  for (int l = 0; l < spec.num_layers; ++l) {
+    past_names_.push_back(layer_name(spec.past_key, l));
+    past_names_.push_back(layer_name(spec.past_value, l));
+    present_names_.push_back(layer_name(spec.present_key, l));
+    present_names_.push_back(layer_name(spec.present_value, l));
+  }
+  check_io();
+  allocate_kv();
+  create_io_values();
+  create_bindings();
+}
+
+Model::~Model() = default;
+
+void Model::check_io() const {
+  const auto inputs = io_types(session_, true);
+  const auto outputs = io_types(session_, false);
+  const auto kv_type = float_type(spec_.kv_dtype, "kv_dtype");
+  const std::string& m = spec_.path;
+  expect_io(inputs, spec_.input_ids, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, "input", m);
+  expect_io(inputs, spec_.seqlens_k, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input", m);
+  expect_io(inputs, spec_.total_sequence_length, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input", m);
+  expect_io(outputs, spec_.logits, float_type(spec_.logits_dtype, "logits_dtype"), "output", m);
+  for (size_t i = 0; i < past_names_.size(); ++i) {
+    expect_io(inputs, past_names_[i], kv_type, "input", m);
+    expect_io(outputs, present_names_[i], kv_type, "output", m);
+  }
+}
+
+void Model::allocate_kv() {
+  // KV per layer: key and value, kv_dtype [1, num_kv_heads, capacity, head_dim].
+  const int64_t shape[4] = {1, spec_.num_kv_heads, spec_.capacity, spec_.head_dim};
+  const auto type = float_type(spec_.kv_dtype, "kv_dtype");
+  Ort::AllocatorWithDefaultOptions cpu_alloc;
+  OrtAllocator* alloc = cpu_alloc;
+  if (on_device_) {
+    Ort::MemoryInfo info("Cuda", OrtDeviceAllocator, device_id_, OrtMemTypeDefault);
+    device_alloc_ = std::make_unique<Ort::Allocator>(session_, info);
+    alloc = *device_alloc_;
+  }
+  const size_t elem = spec_.kv_dtype == "float16" ? 2 : 4;
+  const size_t bytes =
+      elem * spec_.num_kv_heads * static_cast<size_t>(spec_.capacity) * spec_.head_dim;
+  for (size_t i = 0; i < past_names_.size(); ++i) {
+    kv_.push_back(Ort::Value::CreateTensor(alloc, shape, 4, type));
+    // Entries past n_past are never attended to; zeroing keeps them finite anyway.
+    if (!on_device_) std::memset(kv_.back().GetTensorMutableRawData(), 0, bytes);
+  }
+}
+
+void Model::create_io_values() {
+  const int64_t vocab = spec_.vocab_size;
+  ids_.assign(max_width_, 0);
+  const bool fp16 = spec_.logits_dtype == "float16";
+  logits_f32_.assign(static_cast<size_t>(max_width_) * vocab, 0.0f);
+  if (fp16) logits_f16_.assign(static_cast<size_t>(max_width_) * vocab, 0);
+  for (int w = 1; w <= max_width_; ++w) {
+    const int64_t ids_shape[2] = {1, w};
+    ids_values_.push_back(
+        Ort::Value::CreateTensor<int64_t>(cpu_info_, ids_.data(), w, ids_shape, 2));
+    const int64_t logits_shape[3] = {1, w, vocab};
+    const size_t count = static_cast<size_t>(w) * vocab;
+    if (fp16) {
+      logits_values_.push_back(Ort::Value::CreateTensor(cpu_info_, logits_f16_.data(), count * 2,
+                                                        logits_shape, 3,
+                                                        ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16));
+    } else {
+      logits_values_.push_back(
+          Ort::Value::CreateTensor<float>(cpu_info_, logits_f32_.data(), count, logits_shape, 3));
+    }
+  }
+  const int64_t seqlens_shape[1] = {1};
+  seqlens_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, seqlens_k_, 1, seqlens_shape, 1);
+  total_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, total_len_, 1, nullptr, 0);
+}
+
+void Model::bind_small_inputs(Ort::IoBinding& binding) {
+  binding.BindInput(spec_.seqlens_k.c_str(), seqlens_value_);
+  binding.BindInput(spec_.total_sequence_length.c_str(), total_value_);
+}
+
+void Model::create_bindings() {
+  // One binding per width: the CPU provider keeps references to our buffers, so forward() only
+  // writes ids_ / seqlens_k_ / total_len_ in place. The same KV value is past input and present
+  // output (GroupQueryAttention's shared-buffer mode).
+  for (int w = 1; w <= max_width_; ++w) {
+    Ort::IoBinding binding(session_);
+    binding.BindInput(spec_.input_ids.c_str(), ids_values_[w - 1]);
+    bind_small_inputs(binding);
+    for (size_t i = 0; i < kv_.size(); ++i) {
+      binding.BindInput(past_names_[i].c_str(), kv_[i]);
+      binding.BindOutput(present_names_[i].c_str(), kv_[i]);
+    }
+    binding.BindOutput(spec_.logits.c_str(), logits_values_[w - 1]);
+    bindings_.push_back(std::move(binding));
+  }
+}
+
+const float* Model::forward(const int32_t* tokens, int n) {
+  if (n < 1 || n > max_width_ || n_past_ + n > spec_.capacity) {
+    throw std::runtime_error("Model::forward: width " + std::to_string(n) + " at n_past " +
+                             std::to_string(n_past_) + " (max width " + std::to_string(max_width_) +
+                             ", capacity " + std::to_string(spec_.capacity) + ")");
+  }
+  for (int i = 0; i < n; ++i) ids_[i] = tokens[i];
+  seqlens_k_[0] = n_past_ + n - 1;
+  total_len_[0] = n_past_ + n;
+  Ort::IoBinding& binding = bindings_[n - 1];
+  if (on_device_) {
+    // A device session copies CPU inputs at bind time: rebind the ones that changed.
+    binding.BindInput(spec_.input_ids.c_str(), ids_values_[n - 1]);
+    bind_small_inputs(binding);
+  }
+  try {
+    session_.Run(run_options_, binding);
+  } catch (const Ort::Exception& e) {
+    throw std::runtime_error("model '" + spec_.path + "' forward failed: " + e.what());
+  }
+  if (on_device_) binding.SynchronizeOutputs();
+  n_past_ += n;
+  if (logits_f16_.empty()) return logits_f32_.data();
+  const size_t count = static_cast<size_t>(n) * spec_.vocab_size;
+  for (size_t i = 0; i < count; ++i) {
+    logits_f32_[i] = Ort::Float16_t::FromBits(logits_f16_[i]).ToFloat();
+  }
+  return logits_f32_.data();
+}
+
+const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool>* cancel) {
+  if (n < 1) throw std::runtime_error("Model::prefill: no tokens");
+  const float* logits = nullptr;
+  int last_width = 0;
+  for (int done = 0; done < n; done += last_width) {
+    if (cancel != nullptr && done > 0 && cancel->load(std::memory_order_relaxed)) return nullptr;
+    last_width = std::min(max_width_, n - done);
+    logits = forward(tokens + done, last_width);
+  }
+  return logits + static_cast<size_t>(last_width - 1) * spec_.vocab_size;
+}
+
+void Model::rewind_to(int n) {
+  if (n < 0 || n > n_past_) {
+    throw std::runtime_error("Model::rewind_to(" + std::to_string(n) + ") with n_past " +
+                             std::to_string(n_past_));
+  }
+  n_past_ = n;
+}
+
+}  // namespace edgespec

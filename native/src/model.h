@@ -1,0 +1,74 @@
+// One ONNX decoder (docs/bundle-format.md) with its IO binding and KV buffers, set up once.
+// forward() writes the token ids, the two length scalars and runs: nothing is allocated per call
+// on the CPU provider. Rollback is a length change (rewind_to).
+#pragma once
+
+#include <onnxruntime_cxx_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edgespec/engine.h"
+
+namespace edgespec {
+
+class Model {
+ public:
+  // max_width: the widest forward() call (verify width and prefill chunk).
+  Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // Runs tokens[0..n) at positions n_past()..n_past()+n-1 (1 <= n <= max_width(),
+  // n_past() + n <= capacity()). Returns float logits [n × vocab()], valid until the next call.
+  const float* forward(const int32_t* tokens, int n);
+  // Runs all n tokens in chunks of max_width(); returns the logits of the last one [vocab()].
+  // Stops early (returning nullptr) when *cancel becomes true between chunks.
+  const float* prefill(const int32_t* tokens, int n, const std::atomic<bool>* cancel = nullptr);
+  // Forgets every KV entry at positions >= n (0 <= n <= n_past()): a length change, no copy.
+  void rewind_to(int n);
+
+  int n_past() const { return n_past_; }
+  int capacity() const { return spec_.capacity; }
+  int vocab() const { return spec_.vocab_size; }
+  int max_width() const { return max_width_; }
+  const std::string& provider() const { return provider_; }
+
+ private:
+  void check_io() const;
+  void allocate_kv();
+  void create_io_values();
+  void create_bindings();
+  void bind_small_inputs(Ort::IoBinding& binding);
+
+  ModelSpec spec_;
+  int max_width_;
+  std::string provider_;  // provider actually used ("cpu" after a fallback)
+  bool on_device_;        // KV lives in GPU memory; small inputs are rebound per call
+  int device_id_;         // GPU ordinal for the device KV allocator
+  int n_past_ = 0;
+  Ort::Session session_{nullptr};
+  Ort::MemoryInfo cpu_info_{nullptr};
+  std::unique_ptr<Ort::Allocator> device_alloc_;  // KV allocator for cuda / tensorrt
+  std::vector<Ort::Value> kv_;                    // [2 × num_layers]: key, value per layer;
+                                // each kv_dtype [1, num_kv_heads, capacity, head_dim]
+  std::vector<std::string> past_names_;     // [2 × num_layers], same order as kv_
+  std::vector<std::string> present_names_;  // [2 × num_layers]
+  std::vector<int64_t> ids_;                // int64 [max_width]: input_ids storage
+  int32_t seqlens_k_[1] = {0};              // int32 [1]: n_past + n - 1
+  int32_t total_len_[1] = {0};              // int32 []: n_past + n
+  std::vector<float> logits_f32_;           // float [max_width × vocab]: logits (fp32 graph)
+                                            // or converted fp16 logits
+  std::vector<uint16_t> logits_f16_;        // float16 [max_width × vocab] (fp16 graph only)
+  std::vector<Ort::Value> ids_values_;      // [max_width]: w → int64 [1, w+1] over ids_
+  std::vector<Ort::Value> logits_values_;   // [max_width]: w → [1, w+1, vocab] over logits
+  Ort::Value seqlens_value_{nullptr};       // int32 [1] over seqlens_k_
+  Ort::Value total_value_{nullptr};         // int32 [] over total_len_
+  std::vector<Ort::IoBinding> bindings_;    // [max_width]: w → everything bound for width w+1
+  Ort::RunOptions run_options_{nullptr};
+};
+
+}  // namespace edgespec
