@@ -199,3 +199,35 @@ def tiny_bundle_with_draft(tmp_path_factory, tiny_hf_dir, tiny_hf_draft_dir) -> 
     pytest.importorskip("onnx")
     out = tmp_path_factory.mktemp("bundles") / "tiny_with_draft"
     return _export(tiny_hf_dir, out, draft_dir=tiny_hf_draft_dir)
+
+
+# -- the real SmolLM2 bundle (tests/slow; `make test-slow` exports it first) -------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_bundle() -> Path:
+    path = Path(os.environ.get("EDGESPEC_BUNDLE", REPO / "models" / "smollm2-135m"))
+    if not (path / "edgespec.json").is_file():
+        pytest.skip(f"no SmolLM2 bundle at {path}: run `make bundle` (or make test-slow)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_session(smollm2_bundle):
+    import edgespec
+
+    with edgespec.Session(smollm2_bundle) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def spec_bench_prompts() -> list[dict]:
+    path = Path(
+        os.environ.get(
+            "EDGESPEC_SPEC_BENCH", REPO.parent / "shared" / "data" / "spec_bench_dev.jsonl"
+        )
+    )
+    if not path.is_file():
+        pytest.skip(f"Spec-Bench prompts not found at {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

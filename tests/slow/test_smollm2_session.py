@@ -16,7 +16,9 @@ def test_factual_chat_answer(smollm2_session):
 def test_eos_is_im_end(smollm2_session):
     assert 2 in smollm2_session.bundle.tokenizer.eos_token_ids
     r = smollm2_session.generate([{"role": "user", "content": "Say hi."}], max_new_tokens=64)
-    assert r.finish_reason == "eos" and r.tokens[-1] in smollm2_session.bundle.tokenizer.eos_token_ids
+    assert (
+        r.finish_reason == "eos" and r.tokens[-1] in smollm2_session.bundle.tokenizer.eos_token_ids
+    )
     assert "<|im_end|>" not in r.text
 
 
