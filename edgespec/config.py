@@ -41,7 +41,7 @@ class GenerationConfig:
                 f"unknown drafter {self.drafter!r}; choose one of {', '.join(DRAFTERS)}"
             )
         if self.num_draft_tokens is not None:
-            _check_int("num_draft_tokens", self.num_draft_tokens, 0, 64)
+            _check_int("num_draft_tokens", self.num_draft_tokens, 0, 32)
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
         for s in stop:
             if not isinstance(s, str) or not s:

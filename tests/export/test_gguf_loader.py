@@ -16,10 +16,11 @@ import pytest
 gguf = pytest.importorskip("gguf")
 pytest.importorskip("tokenizers")
 
-from edgespec.export.gguf_loader import _match_llama3_rope, load_gguf  # noqa: E402
-from edgespec.export.model_ir import QuantizedWeight  # noqa: E402
 from gguf import GGMLQuantizationType as T  # noqa: E402
 from gguf.quants import dequantize, quantize  # noqa: E402
+
+from edgespec.export.gguf_loader import _match_llama3_rope, load_gguf  # noqa: E402
+from edgespec.export.model_ir import QuantizedWeight  # noqa: E402
 
 pytestmark = pytest.mark.export
 
@@ -67,8 +68,9 @@ def test_smollm_config(smollm):
 def test_smollm_weights_equal_gguf_dequantize(smollm):
     """Every tensor, decoded by us, equals gguf's own dequantization (q/k un-permuted the
     transformers way); Q4_1/Q8_0 stay QuantizedWeight."""
-    from edgespec.export.gguf_loader import _hf_name
     from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+    from edgespec.export.gguf_loader import _hf_name
 
     proc = LlamaTensorProcessor(config={"num_attention_heads": 9, "num_key_value_heads": 3})
     kinds = set()

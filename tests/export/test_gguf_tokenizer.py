@@ -14,8 +14,9 @@ import os
 import pytest
 
 pytest.importorskip("tokenizers")
-from edgespec.export.tokenizer import tokenizer_from_gguf_metadata  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
+
+from edgespec.export.tokenizer import tokenizer_from_gguf_metadata  # noqa: E402
 
 pytestmark = pytest.mark.export
 

@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from conftest import save_random_model  # noqa: E402
 from decoder_harness import SharedKVDecoder, decode_plan, torch_reference  # noqa: E402
+
 from edgespec.export.graph import GraphOptions  # noqa: E402
 from edgespec.export.hf_loader import load_hf  # noqa: E402
 from edgespec.export.writer import ModelSpec, write_bundle  # noqa: E402

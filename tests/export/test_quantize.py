@@ -8,6 +8,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from onnx import TensorProto, helper  # noqa: E402
+
 from edgespec.export.graph import IR_VERSION, OPSETS  # noqa: E402
 from edgespec.export.model_ir import QuantizedWeight  # noqa: E402
 from edgespec.export.quantize import (  # noqa: E402
@@ -15,7 +17,6 @@ from edgespec.export.quantize import (  # noqa: E402
     pack_matmulnbits,
     quantize_rtn,
 )
-from onnx import TensorProto, helper  # noqa: E402
 
 pytestmark = pytest.mark.export
 

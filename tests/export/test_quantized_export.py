@@ -15,11 +15,12 @@ pytest.importorskip("onnxruntime")
 
 from conftest import save_random_model  # noqa: E402
 from decoder_harness import SharedKVDecoder, torch_reference  # noqa: E402
+from test_graph_parity import COMMON, VOCAB, load_hf_no_tokenizer  # noqa: E402
+
 from edgespec.export.graph import GraphOptions  # noqa: E402
 from edgespec.export.model_ir import QuantizedWeight  # noqa: E402
 from edgespec.export.quantize import quantize_rtn  # noqa: E402
 from edgespec.export.writer import ModelSpec, write_bundle  # noqa: E402
-from test_graph_parity import COMMON, VOCAB, load_hf_no_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.export
 

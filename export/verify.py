@@ -1,0 +1,48 @@
+"""Drive an exported decoder graph from Python the way the native runtime does (ORT IO
+binding, one shared KV buffer per layer bound as past_* and present_*): used to check graphs
+against a reference (tests, `tools/int4_agreement.py`). Needs only onnxruntime and numpy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class SharedKVDecoder:
+    """One ORT session + per-layer KV OrtValues bound as both past_* input and present_* output."""
+
+    def __init__(self, graph: str | Path, manifest_entry: dict):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        self.sess = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+        self.m = manifest_entry
+        dtype = np.float16 if self.m["kv_dtype"] == "float16" else np.float32
+        shape = (1, self.m["num_kv_heads"], self.m["capacity"], self.m["head_dim"])
+        self.kv = {  # (layer, "key"|"value") -> OrtValue [1, kv_heads, capacity, head_dim]
+            (i, kind): ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype))
+            for i in range(self.m["num_layers"])
+            for kind in ("key", "value")
+        }
+
+    def forward(self, ids: list[int], n_past: int, hidden: bool = False):
+        """Run tokens at positions n_past.. ; logits float32 [n, vocab] (+ hidden [n, H])."""
+        n = len(ids)
+        ins, outs = self.m["inputs"], self.m["outputs"]
+        io = self.sess.io_binding()
+        io.bind_cpu_input(ins["input_ids"], np.array([ids], dtype=np.int64))  # [1, n]
+        io.bind_cpu_input(ins["seqlens_k"], np.array([n_past + n - 1], dtype=np.int32))  # [1]
+        io.bind_cpu_input(ins["total_sequence_length"], np.array(n_past + n, dtype=np.int32))
+        io.bind_output(outs["logits"])
+        if hidden:
+            io.bind_output(outs["hidden_states"])
+        for (i, kind), buf in self.kv.items():
+            io.bind_ortvalue_input(ins[f"past_{kind}"].format(layer=i), buf)
+            io.bind_ortvalue_output(outs[f"present_{kind}"].format(layer=i), buf)
+        self.sess.run_with_iobinding(io)
+        got = io.copy_outputs_to_cpu()
+        logits = got[0][0]  # [n, vocab]
+        return (logits, got[1][0]) if hidden else logits
