@@ -20,6 +20,12 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     drf = parser.add_mutually_exclusive_group()
     drf.add_argument("--draft", metavar="DIR", help="draft model: local HF directory")
     drf.add_argument("--draft-gguf", metavar="FILE", help="draft model: GGUF file")
+    drf.add_argument(
+        "--self-draft",
+        choices=PRECISIONS,
+        metavar="PRECISION",
+        help="draft model: the target itself at this precision, e.g. int4 (no second checkpoint)",
+    )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="target precision (default fp32)"
     )
@@ -87,9 +93,12 @@ def run_export(args: argparse.Namespace) -> Path:
     if out.exists() and not args.force:
         raise FileExistsError(f"bundle destination exists (use --force): {out}")
     progress = not getattr(args, "quiet", False)
-    target = ModelSpec(load_model(args.model, args.gguf), _options(args, args.precision))
+    loaded = load_model(args.model, args.gguf)
+    target = ModelSpec(loaded, _options(args, args.precision))
     draft = None
-    if args.draft or args.draft_gguf:
+    if getattr(args, "self_draft", None):
+        draft = ModelSpec(loaded, _options(args, args.self_draft))
+    elif args.draft or args.draft_gguf:
         draft_opts = _options(args, args.draft_precision or args.precision)
         draft = ModelSpec(load_model(args.draft, args.draft_gguf), draft_opts)
     path = write_bundle(out, target, draft, force=args.force, progress=progress)
