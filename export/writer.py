@@ -178,11 +178,21 @@ def write_bundle(
     try:
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the bundle is an ordinary directory
         _write_contents(tmp, target, draft, dict(generation or DEFAULT_GENERATION), progress)
+        _normalize_modes(tmp)
         _replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _normalize_modes(root: Path) -> None:
+    """Files as an ordinary write would leave them (0644 less the umask): the ONNX external-data
+    writer creates its file 0600, which would hide the weights from other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in root.rglob("*"):
+        path.chmod((0o755 if path.is_dir() else 0o644) & ~umask)
 
 
 def _replace(tmp: Path, dest: Path) -> None:

