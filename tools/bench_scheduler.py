@@ -72,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
                 res[drafter].append(_run(engine, ids, drafter, args.max_new_tokens, eos))
             a, b = res["none"][-1], res["ngram"][-1]
             same += a["tokens"] == b["tokens"]
-            print(f"q{row['question_id']:<4} none {a['tok_s']:6.1f} tok/s  ngram {b['tok_s']:6.1f} "
-                  f"tok/s  x{b['tok_s'] / a['tok_s']:.2f}  accept {b['accept']:.0%}  "
-                  f"identical {a['tokens'] == b['tokens']}")
+            print(
+                f"q{row['question_id']:<4} none {a['tok_s']:6.1f} tok/s  ngram {b['tok_s']:6.1f} "
+                f"tok/s  x{b['tok_s'] / a['tok_s']:.2f}  accept {b['accept']:.0%}  "
+                f"identical {a['tokens'] == b['tokens']}"
+            )
     _summary(res, same, len(rows))
     return 0
 
@@ -85,14 +87,18 @@ def _summary(res: dict[str, list[dict]], same: int, n: int) -> None:
 
     ratio = agg(res["ngram"]) / agg(res["none"])
     ratios = [b["tok_s"] / a["tok_s"] for a, b in zip(res["none"], res["ngram"], strict=True)]
-    print(f"\ntokens/s over all prompts: none {agg(res['none']):.1f}, ngram {agg(res['ngram']):.1f} "
-          f"-> ngram/none {ratio:.2f}x (median per prompt {statistics.median(ratios):.2f}x, "
-          f"min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+    print(
+        f"\ntokens/s over all prompts: none {agg(res['none']):.1f}, ngram {agg(res['ngram']):.1f} "
+        f"-> ngram/none {ratio:.2f}x (median per prompt {statistics.median(ratios):.2f}x, "
+        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
+    )
     print(f"identical outputs: {same}/{n}")
     for d in ("none", "ngram"):
         ov = [r["overhead"] for r in res[d]]
-        print(f"scheduler overhead ({d}): median {statistics.median(ov):.2%} of decode time "
-              f"(max {max(ov):.2%})")
+        print(
+            f"scheduler overhead ({d}): median {statistics.median(ov):.2%} of decode time "
+            f"(max {max(ov):.2%})"
+        )
 
 
 if __name__ == "__main__":

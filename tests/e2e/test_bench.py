@@ -1,0 +1,159 @@
+"""`edgespec bench` end to end on the tiny bundle: two Spec-Bench-shaped questions, no peers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from edgespec.cli import main as cli_main
+
+QUESTIONS = [
+    {
+        "question_id": 1,
+        "category": "writing",
+        "turns": ["the quick brown fox jumps over the lazy dog", "say it again: one two three"],
+    },
+    {"question_id": 3, "category": "translation", "turns": ["hello world, hello world"]},
+    {"question_id": 5, "category": "qa", "turns": ["not selected: --categories"]},
+]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_bundle, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bench")
+    prompts = d / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS), encoding="utf-8")
+    out = d / "out"
+    argv = [
+        "bench",
+        str(tiny_bundle),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--categories",
+        "mt_bench,translation",
+        "--per-category",
+        "1",
+        "--max-new-tokens",
+        "12",
+        "--threads",
+        "1",
+        "--drafters",
+        "none,ngram,model",
+    ]
+    assert cli_main(argv) == 0
+    return out
+
+
+def test_results_json_has_every_figure(bench_run):
+    res = json.loads((bench_run / "results.json").read_text())
+    assert res["reference"] == "edgespec/none"
+    assert res["methods"] == ["edgespec/none", "edgespec/ngram"]
+    assert {"runtime": "edgespec", "method": "model", "reason": "bundle has no draft model"} in (
+        res["skipped"]
+    )
+    assert [q["question_id"] for q in res["questions"]] == [1, 3]
+    m = res["machine"]
+    assert m["cpu"] and m["threads"] == 1 and m["onnxruntime"] and m["edgespec"]
+    # 2 methods x 3 turns (question 1 has two turns; each method continues its own answer)
+    recs = res["records"]
+    assert len(recs) == 6
+    assert {(r["question_id"], r["turn"]) for r in recs} == {(1, 1), (1, 2), (3, 1)}
+    for r in recs:
+        for k in (
+            "new_tokens",
+            "total_s",
+            "ttft_s",
+            "tokens_per_s",
+            "steps",
+            "tokens",
+            "peak_rss_kb",
+            "group",
+            "order",
+            "identical_to_plain",
+        ):
+            assert k in r, k
+        assert 1 <= r["new_tokens"] <= 12 and r["total_s"] > 0 and r["peak_rss_kb"] > 0
+        assert r["identical_to_plain"] is True  # greedy speculation is lossless
+    overall = res["summary"]["edgespec/ngram"]["overall"]
+    assert overall["identical_rate"] == 1.0 and overall["questions"] == 2
+    assert overall["speedup"]["median"] > 0 and overall["mean_accepted_tokens"] >= 1.0
+    plain = res["summary"]["edgespec/none"]
+    assert plain["overall"]["speedup"]["median"] == pytest.approx(1.0)
+    assert set(plain) == {"mt_bench", "translation", "overall"}
+
+
+def test_results_md_has_the_leaderboard_rows(bench_run):
+    md = (bench_run / "results.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Runtime"))
+    for col in ("MT-bench", "Translation", "Overall speedup", "Mean accepted tokens", "tok/s"):
+        assert col in header
+    assert "| edgespec | plain | 1.00× | 1.00× |" in md
+    assert "| edgespec | prompt lookup |" in md
+    assert "| edgespec | draft model | skipped: bundle has no draft model |" in md
+
+
+def test_chart(bench_run):
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib not installed (the `bench` extra): no chart.png expected")
+    png = (bench_run / "chart.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_select_round_robins_mt_bench_and_orders_groups(tmp_path):
+    from edgespec.bench.dataset import load_questions, select
+
+    rows = [
+        {"question_id": 1, "category": "rag", "turns": ["r"]},
+        {"question_id": 2, "category": "writing", "turns": ["w1", "w2"]},
+        {"question_id": 3, "category": "writing", "turns": ["w"]},
+        {"question_id": 4, "category": "coding", "turns": ["c"]},
+    ]
+    p = tmp_path / "q.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    qs = load_questions(p)
+    assert [q.question_id for q in select(qs, None, 2)] == [2, 4, 1]  # MT-bench first
+    assert [q.question_id for q in select(qs, ["writing"], None)] == [2, 3]
+    with pytest.raises(ValueError, match="unknown categories"):
+        select(qs, ["nope"], None)
+    p.write_text('{"question_id": 1, "category": "qa", "turns": []}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="q.jsonl:1"):
+        load_questions(p)
+
+
+def test_summarize_pairs_methods_per_question():
+    from edgespec.bench.metrics import mark_identity, summarize
+
+    def rec(runtime, method, qid, tokens, seconds, steps):
+        n = len(tokens)
+        return {
+            "runtime": runtime,
+            "method": method,
+            "question_id": qid,
+            "turn": 1,
+            "group": "qa",
+            "new_tokens": n,
+            "total_s": seconds,
+            "ttft_s": 0.1,
+            "tokens_per_s": n / seconds,
+            "steps": steps,
+            "tokens": tokens,
+            "peak_rss_kb": 2048,
+        }
+
+    recs = [
+        rec("edgespec", "none", 1, [1, 2, 3, 4, 5], 1.0, 4),
+        rec("edgespec", "ngram", 1, [1, 2, 3, 4, 5], 0.5, 2),
+        rec("edgespec", "none", 2, [1, 2, 3], 1.0, 2),
+        rec("edgespec", "ngram", 2, [1, 2, 9], 0.25, 1),
+    ]
+    mark_identity(recs, ("edgespec", "none"))
+    methods = [("edgespec", "none"), ("edgespec", "ngram")]
+    s = summarize(recs, methods, ("edgespec", "none"))["edgespec/ngram"]["overall"]
+    assert s["speedup"]["median"] == pytest.approx(3.0)  # per question: 2x and 4x
+    assert s["speedup"]["specbench"] == pytest.approx(((10 + 12) / 2) / ((5 + 3) / 2))
+    assert s["mean_accepted_tokens"] == pytest.approx((4 + 2) / (2 + 1))
+    assert s["identical_rate"] == 0.5 and s["peak_rss_mb"] == 2.0
