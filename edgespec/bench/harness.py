@@ -68,6 +68,7 @@ def peer_inputs(cfg: BenchConfig, session: Any) -> peer_setup.PeerInputs:
         model=model,
         draft=draft,
         bundle_has_draft=session.has_draft,
+        precision=session.bundle.target.precision,
         missing=missing,
         tokenizer=peer_setup.tokenizer_facts(session.bundle),
         cache_dir=cfg.peers_cache or peer_setup.default_cache_dir(),

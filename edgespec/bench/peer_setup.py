@@ -24,6 +24,7 @@ class PeerInputs:
     model: Path | None  # GGUF file or HF directory of the bundle's target
     draft: Path | None = None
     bundle_has_draft: bool = False
+    precision: str = "fp32"  # the bundle target's: onnxruntime-genai exports at the same one
     missing: str = ""  # why `model` is None
     tokenizer: dict[str, Any] = field(default_factory=dict)  # the bundle's tokenizer facts
     cache_dir: Path = Path(".")
@@ -124,11 +125,13 @@ def hf_dir(inputs: PeerInputs, python: str, log: Path, draft: bool = False) -> P
 
 
 def genai_dir(inputs: PeerInputs, python: str, log: Path) -> Path:
-    """onnxruntime-genai's own fp32 CPU export of the target (its model builder)."""
+    """onnxruntime-genai's own CPU export of the target (its model builder), at the bundle's
+    target precision (fp32, fp16, int4, int8)."""
     hf = hf_dir(inputs, python, log)
     src = inputs.model if inputs.model is not None and inputs.model.is_file() else hf
-    out = inputs.cache_dir / "ortgenai" / (_key(src, inputs.tokenizer) + "-fp32-cpu")
-    cfg = {"hf_dir": str(hf), "out": str(out), "tokenizer": inputs.tokenizer, "precision": "fp32"}
+    prec = inputs.precision
+    out = inputs.cache_dir / "ortgenai" / (_key(src, inputs.tokenizer) + f"-{prec}-cpu")
+    cfg = {"hf_dir": str(hf), "out": str(out), "tokenizer": inputs.tokenizer, "precision": prec}
     return run_prepare("ortgenai", python, cfg, log)
 
 

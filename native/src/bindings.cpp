@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "draft_policy.h"
 #include "edgespec/engine.h"
 #include "spec_math.h"
 
@@ -316,6 +317,21 @@ void bind_spec(py::module_& m) {
         return out;
       },
       py::arg("seed"), py::arg("count"));
+  s.def(
+      "choose_draft_length",
+      [](const std::vector<double>& accept, const std::vector<double>& cost, double draft_cost) {
+        const int k_max = static_cast<int>(accept.size());
+        if (static_cast<int>(cost.size()) != k_max + 1) {
+          throw py::value_error("cost must hold c(1..k_max+1): " + std::to_string(k_max + 1) +
+                                " values, got " + std::to_string(cost.size()));
+        }
+        std::vector<double> c(1, 0.0);  // c[0] unused
+        c.insert(c.end(), cost.begin(), cost.end());
+        return choose_draft_length(accept.data(), c.data(), k_max, draft_cost);
+      },
+      py::arg("accept"), py::arg("cost"), py::arg("draft_cost") = 0.0,
+      "argmax_k E(k)/C(k): accept[i] = P(draft i+1 accepted | earlier ones were), cost[w-1] = "
+      "verify cost of width w relative to width 1.");
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "draft_policy.h"
 #include "drafter.h"
 #include "model.h"
 #include "spec_math.h"
@@ -92,7 +93,7 @@ struct Engine::Impl {
   int32_t select(const float* row);
   bool step();
   void verify(int n_draft, spec::Accept* accept);
-  void adapt(int n_draft, int n_accept);
+  int next_k();
   bool commit(const int32_t* tokens, int n);
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
 
@@ -107,7 +108,9 @@ struct Engine::Impl {
   std::vector<float> scratch;      // float [vocab]: residual distribution
   std::vector<int32_t> idx;        // int32 [vocab]: process_logits scratch
   DraftOut draft_out;              // [kMaxDraftTokens + 1] tokens (+ the correction/bonus token)
-  std::mutex busy;                 // generate() is not re-entrant
+  DraftPolicy ngram_policy;        // cost-aware draft length; measured costs persist per engine
+  DraftPolicy model_policy;
+  std::mutex busy;  // generate() is not re-entrant
 
   // Per-generation state, reset by start().
   const GenConfig* cfg_ = nullptr;
@@ -116,8 +119,9 @@ struct Engine::Impl {
   Drafter* drafter_ = nullptr;  // null for drafter "none"
   spec::SamplingParams params_;
   spec::Rng rng_;
-  int k_cur_ = 0;  // current draft length
-  int k_max_ = 0;  // bound of the adaptive draft length
+  DraftPolicy* policy_ = nullptr;  // the drafter's policy when cfg.adaptive, else null
+  int k_max_ = 0;                  // bound of the draft length
+  double last_verify_s_ = 0;       // duration of the latest verify forward
   Clock::time_point t0_;
   GenResult result_;
 };
@@ -138,6 +142,8 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
     capacity = std::min(capacity, draft->capacity());
     model_drafter = make_model_drafter(std::move(draft));
   }
+  ngram_policy.reset_costs(kMaxDraftTokens);
+  model_policy.reset_costs(kMaxDraftTokens);
   committed.reserve(static_cast<size_t>(capacity) + 1);
   verify_in.assign(kMaxDraftTokens + 1, 0);
   p_rows.assign(static_cast<size_t>(kMaxDraftTokens + 1) * vocab, 0.0f);
@@ -158,7 +164,11 @@ void Engine::Impl::start(const std::vector<int32_t>& prompt, const GenConfig& cf
   k_max_ = drafter_ == nullptr        ? 0
            : cfg.num_draft_tokens > 0 ? cfg.num_draft_tokens
                                       : drafter_->default_k();
-  k_cur_ = k_max_;
+  policy_ = drafter_ == nullptr || !cfg.adaptive ? nullptr
+            : drafter_ == model_drafter.get()    ? &model_policy
+                                                 : &ngram_policy;
+  // Prior per-position acceptance: a draft model agrees more often than a lookup match.
+  if (policy_ != nullptr) policy_->reset_acceptance(k_max_, policy_ == &model_policy ? 0.7 : 0.5);
   result_.tokens.clear();
   result_.finish_reason.clear();
   result_.stats = GenStats();
@@ -228,12 +238,14 @@ bool Engine::Impl::step() {
     return false;
   }
   const int budget = cfg_->max_new_tokens - result_.stats.n_generated;
-  const int k = std::min({k_cur_, room - 1, budget - 1});
+  const int k = std::min({next_k(), room - 1, budget - 1});
   int n_draft = 0;
+  double t_draft = 0;
   if (k > 0) {
     const auto t = Clock::now();
     n_draft = drafter_->propose(committed, k, draft_out);
-    result_.stats.t_draft_s += seconds_since(t);
+    t_draft = seconds_since(t);
+    result_.stats.t_draft_s += t_draft;
   }
   spec::Accept a;
   verify(n_draft, &a);
@@ -243,7 +255,7 @@ bool Engine::Impl::step() {
   st.n_draft += n_draft;
   st.n_accept += a.n_accept;
   ++st.accept_hist[a.n_accept];
-  adapt(n_draft, a.n_accept);
+  if (policy_ != nullptr) policy_->observe(n_draft, a.n_accept, last_verify_s_, t_draft);
   // The chunk is d_1..d_n followed by the correction/bonus token, in place in draft_out.
   draft_out.tokens[a.n_accept] = a.next;
   return !commit(draft_out.tokens.data(), a.n_accept + 1);
@@ -256,7 +268,8 @@ void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
   std::copy_n(draft_out.tokens.data(), n_draft, verify_in.data() + 1);
   const auto t = Clock::now();
   const float* logits = target->forward(verify_in.data(), n_draft + 1);  // [(k+1) × vocab]
-  result_.stats.t_verify_s += seconds_since(t);
+  last_verify_s_ = seconds_since(t);
+  result_.stats.t_verify_s += last_verify_s_;
   const int32_t* d = draft_out.tokens.data();
   if (cfg_->temperature == 0.0f) {
     *accept = spec::accept_greedy(logits, vocab, d, n_draft);
@@ -273,11 +286,9 @@ void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
   target->rewind_to(len + accept->n_accept);
 }
 
-// Adaptive draft length: grow by 2 after a fully accepted proposal, shrink by 1 otherwise.
-void Engine::Impl::adapt(int n_draft, int n_accept) {
-  if (!cfg_->adaptive || n_draft == 0) return;
-  k_cur_ = n_accept == n_draft ? std::min(k_cur_ + 2, k_max_) : std::max(1, k_cur_ - 1);
-}
+// Draft length of the next step: the cost-aware choice (draft_policy.h) when adaptive, else
+// the configured maximum.
+int Engine::Impl::next_k() { return policy_ != nullptr ? policy_->choose() : k_max_; }
 
 // Commits tokens[0..n): truncated after the first EOS and to the max_new_tokens budget, then
 // on_chunk. True when generation is finished (finish_reason set: "stop" > "eos" > "length").

@@ -391,3 +391,44 @@ def test_accept_greedy_matches_reference(data, vocab, k):
             draft[i] = int(np.argmax(logits[i]))
     got = spec.accept_greedy(logits, np.array(draft, np.int32))
     assert got == ref_greedy(logits, draft)
+
+
+# ---- cost-aware draft length (native/src/draft_policy.h) ----------------------------------------
+
+
+def _best_k_reference(accept, cost, draft_cost):
+    """E(k) = 1 + sum_j prod_{i<=j} a_i committed tokens for C(k) = c(k+1) + k d."""
+    best_k, best = 0, 1.0
+    for k in range(1, len(accept) + 1):
+        expected = 1 + sum(np.prod(accept[:j]) for j in range(1, k + 1))
+        ratio = expected / (cost[k] + k * draft_cost)
+        if ratio > best:
+            best_k, best = k, ratio
+    return best_k
+
+
+def test_draft_length_extremes():
+    choose = spec.choose_draft_length
+    cheap = [1 + 0.04 * w for w in range(9)]  # fp32-like verify widths 1..9
+    dear = [1 + 0.15 * w for w in range(9)]  # int4-like
+    assert choose([0.95] * 8, cheap) == 8  # near-certain drafts, cheap verify: draft all
+    assert choose([0.3] * 8, dear) <= 1
+    assert choose([0.05] * 8, dear, 0.5) == 0  # drafting cannot pay: plain decoding
+    assert choose([0.9] * 8, [1.0] * 9, 2.0) == 0  # a draft token dearer than a target step
+
+
+@given(
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=8),
+    st.floats(0.0, 0.3),
+    st.floats(0.0, 1.5),
+)
+@settings(max_examples=300, deadline=None)
+def test_draft_length_matches_reference(accept, slope, draft_cost):
+    cost = [1 + slope * w for w in range(len(accept) + 1)]
+    got = spec.choose_draft_length(accept, cost, draft_cost)
+    assert got == _best_k_reference(accept, cost, draft_cost)
+
+
+def test_draft_length_rejects_bad_cost_size():
+    with pytest.raises(ValueError, match="cost must hold"):
+        spec.choose_draft_length([0.5, 0.5], [1.0, 1.1])

@@ -1,4 +1,4 @@
-"""onnxruntime-genai peer: its own export (model builder, fp32, CPU) and its own generator loop,
+"""onnxruntime-genai peer: its own export (model builder, CPU, at the bundle target precision) and its own generator loop,
 plain and with its n-gram speculative decoding (and draft-model speculation when a draft
 export is given)."""
 

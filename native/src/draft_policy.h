@@ -1,0 +1,50 @@
+// Cost-aware draft length: choose k to maximise expected committed tokens per unit of time.
+// Pure (no ORT types); the engine feeds it what it observes at each step.
+//
+// Model. Let a_i = P(draft i accepted | drafts 1..i-1 accepted) (estimated per position, since
+// prompt-lookup drafts tend to be all right or wrong at once), and c(w) = time of a target
+// forward of width w relative to width 1, d = drafting time per token relative to width 1.
+// A step with k drafts commits E(k) = 1 + sum_{j=1..k} prod_{i<=j} a_i tokens (the correction
+// or bonus token always commits) and costs C(k) = c(k + 1) + k d. Plain decoding is k = 0,
+// E = 1, C = 1. Choose argmax_k E(k) / C(k).
+#pragma once
+
+#include <vector>
+
+namespace edgespec {
+
+// argmax over k in [0, k_max] of E(k) / C(k). accept[i] = a_{i+1} (size >= k_max);
+// cost[w] = c(w) for w in [1, k_max + 1] (size >= k_max + 2; cost[0] unused).
+int choose_draft_length(const double* accept, const double* cost, int k_max, double draft_cost);
+
+class DraftPolicy {
+ public:
+  // A new generation: k_max is its largest draft length; prior_accept is a_i before any
+  // observation. Measured times are kept (they belong to the model and the machine).
+  void reset_acceptance(int k_max, double prior_accept);
+  // Forgets measured times too; draft lengths up to k_limit can then be tracked.
+  void reset_costs(int k_limit);
+  // One step: n_draft proposed, n_accept accepted, the verify forward of width n_draft + 1 took
+  // t_verify seconds, drafting took t_draft seconds.
+  void observe(int n_draft, int n_accept, double t_verify, double t_draft);
+  // Draft length for the next step, in [0, k_max]; every kExplore-th consecutive k = 0 choice
+  // returns 1 so the acceptance estimate keeps learning.
+  int choose();
+
+ private:
+  static constexpr double kDecay = 0.9;      // EMA factor of the acceptance counts per step
+  static constexpr double kPriorWeight = 2;  // pseudo-observations behind the prior
+  static constexpr int kExplore = 8;
+
+  double cost_of(int width) const;  // c(width) from measured times, interpolated
+  int k_max_ = 0;
+  std::vector<double> reached_;   // [k_max]: EMA count of steps that drafted position i+1
+  std::vector<double> accepted_;  // [k_max]: EMA count of those that accepted it
+  std::vector<double> t_width_;   // [k_limit + 2]: EMA verify seconds at width w (0 = unseen)
+  double t_draft_tok_ = 0;        // EMA drafting seconds per drafted token
+  std::vector<double> accept_;    // [k_limit]: scratch a_i
+  std::vector<double> cost_;      // [k_limit + 2]: scratch c(w)
+  int zero_streak_ = 0;
+};
+
+}  // namespace edgespec
