@@ -144,5 +144,9 @@ class _SpecModule:
     @staticmethod
     def uniform(seed: int, count: int) -> npt.NDArray[np.float64]:
         """`count` draws of the engine's RNG (xoshiro256**) in [0, 1)."""
+    @staticmethod
+    def choose_draft_length(accept: list[float], cost: list[float], draft_cost: float = 0.0) -> int:
+        """argmax_k E(k)/C(k): accept[i] = P(draft i+1 accepted | earlier accepted),
+        cost[w-1] = verify cost of width w relative to width 1."""
 
 spec: _SpecModule
