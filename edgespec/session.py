@@ -19,7 +19,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from . import _native
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, BundleError, load_bundle
 from .config import GenerationConfig
 from .text import IncrementalDetokenizer, StopMatcher, check_messages, check_unicode, render_chat
 
@@ -82,13 +82,13 @@ class Session:
                 raise ValueError(f"unknown provider {p!r}; choose one of {', '.join(PROVIDERS)}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-        self.tokenizer = Tokenizer.from_file(str(self.bundle.tokenizer.path))
+        self.tokenizer = _load_tokenizer(self.bundle.tokenizer.path)
         tp = _provider(provider, threads, device_id, trt_cache_dir)
         dp = _provider(draft_provider or provider, threads, device_id, trt_cache_dir)
         draft = _model_spec(self.bundle.draft) if self.bundle.draft else _native.ModelSpec()
         self._engine: Any = _native.Engine(_model_spec(self.bundle.target), draft, tp, dp)
         self._lock = threading.Lock()
-        self._cancel = _native.CancelToken()
+        self._running: _Run | None = None  # the generation holding the lock, if any
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -115,7 +115,9 @@ class Session:
 
     def cancel(self) -> None:
         """End the generation in progress (finish_reason "cancelled"). Safe from any thread."""
-        self._cancel.cancel()
+        run = self._running
+        if run is not None:
+            run.cancel()
 
     # -- prompts -----------------------------------------------------------------------------
     def apply_chat_template(
@@ -263,6 +265,11 @@ class _Run:
         self.detok = IncrementalDetokenizer(session.tokenizer)
         self.stops = StopMatcher(cfg.stop)
         self.pieces: list[str] = []  # emitted text deltas
+        self._cancel = _native.CancelToken()  # this run's own: cancelling it touches no other
+
+    def cancel(self) -> None:
+        """End this generation at its next step (or right away if it has not started)."""
+        self._cancel.cancel()
 
     def execute(self, on_text: Any) -> GenerationResult:
         s = self.session
@@ -270,13 +277,16 @@ class _Run:
             if s._engine is None:
                 raise RuntimeError("session is closed")
             native_cfg = s._native_config(self.cfg)
-            s._cancel.reset()
 
             def on_chunk(tokens: list[int]) -> bool:
                 self._emit(self.stops.feed(self.detok.push(list(tokens))), on_text)
                 return self.stops.stopped
 
-            out = s._engine.generate(self.ids, native_cfg, on_chunk, s._cancel)
+            s._running = self
+            try:
+                out = s._engine.generate(self.ids, native_cfg, on_chunk, self._cancel)
+            finally:
+                s._running = None
         if not self.stops.stopped:
             self._emit(self.stops.feed(self.detok.flush()), on_text)
             self._emit(self.stops.flush(), on_text)
@@ -329,10 +339,20 @@ class TextStream:
             raise self._error
 
     def close(self) -> None:
-        """Cancel the generation if still running and wait for the worker."""
+        """Cancel the generation if still running (or still waiting for the session) and wait
+        for the worker. Cancels this stream's generation only, never another caller's."""
         if self._thread.is_alive():
-            self._run.session.cancel()
+            self._run.cancel()
             self._thread.join()
+
+
+def _load_tokenizer(path: Path) -> Tokenizer:
+    """The bundle's tokenizer.json; BundleError naming the file when it cannot be parsed."""
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # the tokenizers library raises a bare Exception for a bad file
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BundleError(f"cannot read the bundle's tokenizer {path}: {reason}") from None
 
 
 def _pick(value: Any, default: Any, fallback: Any) -> Any:

@@ -29,9 +29,10 @@ int choose_draft_length(const double* accept, const double* cost, int k_max, dou
   return best_k;
 }
 
-void DraftPolicy::reset_acceptance(int k_max, double prior_accept) {
+void DraftPolicy::reset_acceptance(int k_max, double prior_accept, bool use_times) {
   if (k_max + 2 > static_cast<int>(t_width_.size())) reset_costs(k_max);
   k_max_ = k_max;
+  use_times_ = use_times;
   reached_.assign(k_max, kPriorWeight);
   accepted_.assign(k_max, kPriorWeight * prior_accept);
   zero_streak_ = 0;
@@ -70,6 +71,7 @@ void DraftPolicy::observe(int n_draft, int n_accept, double t_verify, double t_d
 // c(width): measured time over the width-1 time; unmeasured widths are interpolated between
 // measured neighbours, or extrapolated with the prior slope.
 double DraftPolicy::cost_of(int width) const {
+  if (!use_times_) return 1.0 + kPriorSlope * (width - 1);
   int lo = 0, hi = 0;  // nearest measured widths below / above (0 = none)
   for (int w = width; w >= 1 && lo == 0; --w) lo = t_width_[w] > 0 ? w : 0;
   for (int w = width; w <= k_max_ + 1 && hi == 0; ++w) hi = t_width_[w] > 0 ? w : 0;
@@ -95,7 +97,8 @@ int DraftPolicy::choose() {
   for (int w = 1; w <= k_max_ + 1 && width1 == 0; ++w) {
     width1 = t_width_[w] > 0 ? t_width_[w] / cost_[w] : 0;
   }
-  const double draft_cost = width1 > 0 ? t_draft_tok_ / width1 : 0.0;
+  const bool measured = use_times_ && width1 > 0 && t_draft_tok_ > 0;
+  const double draft_cost = measured ? t_draft_tok_ / width1 : prior_draft_cost_;
   for (int w = 1; w <= k_max_ + 1; ++w) cost_[w] /= base;
   const int k = choose_draft_length(accept_.data(), cost_.data(), k_max_, draft_cost);
   if (k > 0) {

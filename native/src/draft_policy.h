@@ -20,8 +20,13 @@ int choose_draft_length(const double* accept, const double* cost, int k_max, dou
 class DraftPolicy {
  public:
   // A new generation: k_max is its largest draft length; prior_accept is a_i before any
-  // observation. Measured times are kept (they belong to the model and the machine).
-  void reset_acceptance(int k_max, double prior_accept);
+  // observation. Measured times are kept (they belong to the model and the machine), and used
+  // only when `use_times`: a sampled generation must not depend on timings, or the same seed
+  // would give different tokens (the sample path depends on k), so it uses the priors.
+  void reset_acceptance(int k_max, double prior_accept, bool use_times);
+  // Prior drafting cost per token relative to a target step (e.g. the draft/target weight
+  // bytes: decoding is memory-bound); used until measured, and always when !use_times.
+  void set_prior_draft_cost(double d) { prior_draft_cost_ = d; }
   // Forgets measured times too; draft lengths up to k_limit can then be tracked.
   void reset_costs(int k_limit);
   // One step: n_draft proposed, n_accept accepted, the verify forward of width n_draft + 1 took
@@ -45,6 +50,8 @@ class DraftPolicy {
   std::vector<double> accept_;    // [k_limit]: scratch a_i
   std::vector<double> cost_;      // [k_limit + 2]: scratch c(w)
   int zero_streak_ = 0;
+  bool use_times_ = true;
+  double prior_draft_cost_ = 0;
 };
 
 }  // namespace edgespec

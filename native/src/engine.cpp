@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -80,6 +81,22 @@ void validate_prompt(const std::vector<int32_t>& prompt, int vocab, int capacity
   }
 }
 
+// Bytes of a graph and its external weights: a proxy of a decode step's cost (memory-bound).
+double weight_bytes(const ModelSpec& spec) {
+  double total = 0;
+  for (const std::string& path : {spec.path, spec.path + ".data"}) {
+    std::error_code ec;  // a missing file (no external weights) counts 0
+    const std::uintmax_t n = std::filesystem::file_size(path, ec);
+    if (!ec) total += static_cast<double>(n);
+  }
+  return total;
+}
+
+double weight_bytes_ratio(const ModelSpec& draft, const ModelSpec& target) {
+  const double t = weight_bytes(target);
+  return t > 0 ? weight_bytes(draft) / t : 0.5;
+}
+
 }  // namespace
 
 struct Engine::Impl {
@@ -144,6 +161,8 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
   }
   ngram_policy.reset_costs(kMaxDraftTokens);
   model_policy.reset_costs(kMaxDraftTokens);
+  if (!draft_spec.path.empty())
+    model_policy.set_prior_draft_cost(weight_bytes_ratio(draft_spec, target_spec));
   committed.reserve(static_cast<size_t>(capacity) + 1);
   verify_in.assign(kMaxDraftTokens + 1, 0);
   p_rows.assign(static_cast<size_t>(kMaxDraftTokens + 1) * vocab, 0.0f);
@@ -168,7 +187,11 @@ void Engine::Impl::start(const std::vector<int32_t>& prompt, const GenConfig& cf
             : drafter_ == model_drafter.get()    ? &model_policy
                                                  : &ngram_policy;
   // Prior per-position acceptance: a draft model agrees more often than a lookup match.
-  if (policy_ != nullptr) policy_->reset_acceptance(k_max_, policy_ == &model_policy ? 0.7 : 0.5);
+  // Timings steer greedy decoding only: a seeded sample must not depend on them.
+  if (policy_ != nullptr) {
+    policy_->reset_acceptance(k_max_, policy_ == &model_policy ? 0.7 : 0.5,
+                              cfg.temperature == 0.0f);
+  }
   result_.tokens.clear();
   result_.finish_reason.clear();
   result_.stats = GenStats();

@@ -29,23 +29,53 @@ ONNXTensorElementDataType float_type(const std::string& dtype, const char* what)
                               "' is not supported (expected float32 or float16)");
 }
 
-// name → element type of every input (or output) of the session.
-std::map<std::string, ONNXTensorElementDataType> io_types(const Ort::Session& s, bool inputs) {
-  std::map<std::string, ONNXTensorElementDataType> out;
+// Element type and shape (-1 = symbolic) of one graph input or output.
+struct IoInfo {
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  std::vector<int64_t> shape;
+};
+using IoMap = std::map<std::string, IoInfo>;
+
+// name → element type and shape of every input (or output) of the session.
+IoMap io_types(const Ort::Session& s, bool inputs) {
+  IoMap out;
   Ort::AllocatorWithDefaultOptions alloc;
   const size_t count = inputs ? s.GetInputCount() : s.GetOutputCount();
   for (size_t i = 0; i < count; ++i) {
     auto name = inputs ? s.GetInputNameAllocated(i, alloc) : s.GetOutputNameAllocated(i, alloc);
     Ort::TypeInfo info = inputs ? s.GetInputTypeInfo(i) : s.GetOutputTypeInfo(i);
-    out[name.get()] = info.GetONNXType() == ONNX_TYPE_TENSOR
-                          ? info.GetTensorTypeAndShapeInfo().GetElementType()
-                          : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    IoInfo& io = out[name.get()];
+    if (info.GetONNXType() == ONNX_TYPE_TENSOR) {
+      auto tensor = info.GetTensorTypeAndShapeInfo();
+      io.type = tensor.GetElementType();
+      io.shape = tensor.GetShape();
+    }
   }
   return out;
 }
 
-void expect_io(const std::map<std::string, ONNXTensorElementDataType>& io, const std::string& name,
-               ONNXTensorElementDataType type, const char* kind, const std::string& model) {
+std::string dims_str(const std::vector<int64_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    out += (i ? ", " : "") + (dims[i] < 0 ? std::string("?") : std::to_string(dims[i]));
+  }
+  return out + "]";
+}
+
+// The graph's static dims must equal the manifest's (`want`: -1 = any); symbolic ones pass.
+void expect_dims(const IoMap& io, const std::string& name, const std::vector<int64_t>& want,
+                 const char* kind, const std::string& model) {
+  const std::vector<int64_t>& got = io.at(name).shape;
+  bool ok = got.size() == want.size();
+  for (size_t i = 0; ok && i < got.size(); ++i) ok = got[i] < 0 || want[i] < 0 || got[i] == want[i];
+  if (!ok) {
+    throw std::runtime_error("model '" + model + "' " + kind + " '" + name + "' has shape " +
+                             dims_str(got) + ", the manifest implies " + dims_str(want));
+  }
+}
+
+void expect_io(const IoMap& io, const std::string& name, ONNXTensorElementDataType type,
+               const char* kind, const std::string& model) {
   auto it = io.find(name);
   if (it == io.end()) {
     std::string names;
@@ -53,9 +83,9 @@ void expect_io(const std::map<std::string, ONNXTensorElementDataType>& io, const
     throw std::runtime_error("model '" + model + "' has no " + kind + " '" + name +
                              "' (it has: " + names + ")");
   }
-  if (it->second != type) {
+  if (it->second.type != type) {
     throw std::runtime_error("model '" + model + "' " + kind + " '" + name + "' has element type " +
-                             std::to_string(it->second) + ", the manifest implies " +
+                             std::to_string(it->second.type) + ", the manifest implies " +
                              std::to_string(type));
   }
 }
@@ -103,9 +133,28 @@ void Model::check_io() const {
   expect_io(inputs, spec_.seqlens_k, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input", m);
   expect_io(inputs, spec_.total_sequence_length, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input", m);
   expect_io(outputs, spec_.logits, float_type(spec_.logits_dtype, "logits_dtype"), "output", m);
+  expect_dims(outputs, spec_.logits, {1, -1, spec_.vocab_size}, "output", m);
+  const std::vector<int64_t> kv_dims = {1, spec_.num_kv_heads, spec_.capacity, spec_.head_dim};
   for (size_t i = 0; i < past_names_.size(); ++i) {
     expect_io(inputs, past_names_[i], kv_type, "input", m);
     expect_io(outputs, present_names_[i], kv_type, "output", m);
+    expect_dims(inputs, past_names_[i], kv_dims, "input", m);
+    expect_dims(outputs, present_names_[i], kv_dims, "output", m);
+  }
+  // Every graph input is bound by forward(): one the manifest does not name (e.g. the KV of a
+  // layer beyond num_layers) would fail at the first run.
+  const size_t bound = 3 + past_names_.size();
+  if (inputs.size() != bound) {
+    std::string extra;
+    for (const auto& kv : inputs) {
+      const auto& p = past_names_;
+      const bool known = kv.first == spec_.input_ids || kv.first == spec_.seqlens_k ||
+                         kv.first == spec_.total_sequence_length ||
+                         std::find(p.begin(), p.end(), kv.first) != p.end();
+      if (!known) extra += (extra.empty() ? "" : ", ") + kv.first;
+    }
+    throw std::runtime_error("model '" + m + "' has inputs the manifest does not describe: " +
+                             extra + " (num_layers " + std::to_string(spec_.num_layers) + ")");
   }
 }
 

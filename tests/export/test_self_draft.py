@@ -45,7 +45,7 @@ def test_self_draft_is_lossless_and_mostly_accepted(self_draft_bundle):
         assert s.resolve_drafter("auto") == "model"
         for prompt in ("the quick brown fox", "one two three four", "hello world hello"):
             plain = s.generate(prompt, max_new_tokens=24, drafter="none")
-            spec = s.generate(prompt, max_new_tokens=24, drafter="model")
+            spec = s.generate(prompt, max_new_tokens=24, drafter="model", adaptive=False)
             assert spec.tokens == plain.tokens, prompt
             assert spec.stats.acceptance_rate > 0.5, spec.stats
 

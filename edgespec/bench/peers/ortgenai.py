@@ -1,6 +1,6 @@
-"""onnxruntime-genai peer: its own export (model builder, CPU, at the bundle target precision) and its own generator loop,
-plain and with its n-gram speculative decoding (and draft-model speculation when a draft
-export is given)."""
+"""onnxruntime-genai peer: its own export (model builder, CPU, at the bundle target's precision)
+and its own generator loop, plain and with its n-gram speculative decoding (and draft-model
+speculation when a draft export is given)."""
 
 from __future__ import annotations
 
