@@ -33,8 +33,9 @@ void DraftPolicy::reset_acceptance(int k_max, double prior_accept, bool use_time
   if (k_max + 2 > static_cast<int>(t_width_.size())) reset_costs(k_max);
   k_max_ = k_max;
   use_times_ = use_times;
-  reached_.assign(k_max, kPriorWeight);
-  accepted_.assign(k_max, kPriorWeight * prior_accept);
+  prior_accept_ = prior_accept;
+  reached_.assign(k_max, 0.0);
+  accepted_.assign(k_max, 0.0);
   zero_streak_ = 0;
 }
 
@@ -44,8 +45,8 @@ void DraftPolicy::reset_costs(int k_limit) {
   t_draft_tok_ = 0;
   accept_.assign(k_limit, 0.0);
   cost_.assign(k_limit + 2, 1.0);
-  reached_.assign(k_limit, kPriorWeight);
-  accepted_.assign(k_limit, kPriorWeight * 0.5);
+  reached_.assign(k_limit, 0.0);
+  accepted_.assign(k_limit, 0.0);
 }
 
 void DraftPolicy::observe(int n_draft, int n_accept, double t_verify, double t_draft) {
@@ -89,8 +90,23 @@ double DraftPolicy::cost_of(int width) const {
   return std::max(1.0, t_width_[hi] / base - kPriorSlope * (hi - width));
 }
 
+// a_i: position i's own counts, shrunk towards the pooled acceptance of all positions (itself
+// shrunk towards the prior), so positions that short drafts never reach borrow what the others
+// show instead of staying at the prior.
+void DraftPolicy::estimate_acceptance() {
+  double reached = kPriorWeight, accepted = kPriorWeight * prior_accept_;
+  for (int i = 0; i < k_max_; ++i) {
+    reached += reached_[i];
+    accepted += accepted_[i];
+  }
+  const double pooled = accepted / reached;
+  for (int i = 0; i < k_max_; ++i) {
+    accept_[i] = (accepted_[i] + kPriorWeight * pooled) / (reached_[i] + kPriorWeight);
+  }
+}
+
 int DraftPolicy::choose() {
-  for (int i = 0; i < k_max_; ++i) accept_[i] = accepted_[i] / reached_[i];
+  estimate_acceptance();
   for (int w = 1; w <= k_max_ + 1; ++w) cost_[w] = cost_of(w);
   const double base = cost_of(1) > 0 ? cost_of(1) : 1.0;
   double width1 = 0;  // seconds of a width-1 forward, for the drafting cost ratio

@@ -42,6 +42,7 @@ class DraftPolicy {
   static constexpr int kExplore = 8;
 
   double cost_of(int width) const;  // c(width) from measured times, interpolated
+  void estimate_acceptance();       // accept_ from the counts
   int k_max_ = 0;
   std::vector<double> reached_;   // [k_max]: EMA count of steps that drafted position i+1
   std::vector<double> accepted_;  // [k_max]: EMA count of those that accepted it
@@ -51,6 +52,7 @@ class DraftPolicy {
   std::vector<double> cost_;      // [k_limit + 2]: scratch c(w)
   int zero_streak_ = 0;
   bool use_times_ = true;
+  double prior_accept_ = 0.5;
   double prior_draft_cost_ = 0;
 };
 

@@ -145,7 +145,9 @@ struct Engine::Impl {
 
 Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
                    const ProviderSpec& tp, const ProviderSpec& dp) {
-  target = std::make_unique<Model>(target_spec, tp, kMaxWidth);
+  // A target and a draft that alternate on the CPU share one thread pool (ort_loader.h).
+  const bool shared = !draft_spec.path.empty() && tp.name == "cpu" && dp.name == "cpu";
+  target = std::make_unique<Model>(target_spec, tp, kMaxWidth, shared);
   vocab = target->vocab();
   capacity = target->capacity();
   ngram = make_ngram_drafter();
@@ -155,7 +157,7 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
                                   " differs from the target's " +
                                   std::to_string(target_spec.vocab_size));
     }
-    auto draft = std::make_unique<Model>(draft_spec, dp, kMaxWidth);
+    auto draft = std::make_unique<Model>(draft_spec, dp, kMaxWidth, shared);
     capacity = std::min(capacity, draft->capacity());
     model_drafter = make_model_drafter(std::move(draft));
   }

@@ -92,7 +92,8 @@ void expect_io(const IoMap& io, const std::string& name, ONNXTensorElementDataTy
 
 }  // namespace
 
-Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width)
+Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width,
+             bool shared_threads)
     : spec_(spec), max_width_(max_width), device_id_(provider.device_id) {
   if (spec.num_layers <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0 ||
       spec.vocab_size <= 0 || spec.capacity <= 0) {
@@ -106,7 +107,7 @@ Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width)
   float_type(spec.kv_dtype, "kv_dtype");
   float_type(spec.logits_dtype, "logits_dtype");
   ort::require_loaded();
-  session_ = ort::open_session(spec.path, provider, &provider_);
+  session_ = ort::open_session(spec.path, provider, &provider_, shared_threads);
   on_device_ = provider_ != "cpu";
   run_options_ = Ort::RunOptions();
   cpu_info_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);

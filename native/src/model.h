@@ -16,8 +16,10 @@ namespace edgespec {
 
 class Model {
  public:
-  // max_width: the widest forward() call (verify width and prefill chunk).
-  Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width);
+  // max_width: the widest forward() call (verify width and prefill chunk). shared_threads: run
+  // on ORT's global thread pool (a target and its draft share one; see ort::open_session).
+  Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width,
+        bool shared_threads = false);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

