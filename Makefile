@@ -4,9 +4,10 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 PIP     := $(VPY) -m pip
 BUNDLE  ?= models/smollm2-135m
+SELFDRAFT_BUNDLE ?= models/smollm2-135m-selfdraft
 export XDG_CACHE_HOME ?= $(CURDIR)/build/cache
 
-.PHONY: setup build test test-fast test-slow demo lint format bundle clean asan bench bench-setup
+.PHONY: setup build test test-fast test-slow demo lint format bundle selfdraft-bundle clean asan bench bench-setup
 
 # Virtual environment with the runtime, export and dev dependencies, pinned to the versions tested;
 # torch pinned to the CPU build on local disk (an unpinned torch pulls a multi-GB CUDA build).
@@ -44,8 +45,16 @@ test: build
 test-fast: build
 	$(VPY) -m pytest -q -m "not slow" -x tests
 
-test-slow: bundle
-	EDGESPEC_BUNDLE=$(BUNDLE) $(VPY) -m pytest -q -m slow tests
+# The same target with an int4 copy of itself as the draft model (the real-model draft tests).
+selfdraft-bundle: build
+	@if [ ! -f $(SELFDRAFT_BUNDLE)/edgespec.json ]; then \
+	  $(VENV)/bin/edgespec export --gguf "$$($(VPY) -m edgespec.export.recipes smollm2-gguf)" \
+	      --precision fp32 --self-draft int4 -o $(SELFDRAFT_BUNDLE) --quiet; \
+	fi
+
+test-slow: bundle selfdraft-bundle
+	EDGESPEC_BUNDLE=$(BUNDLE) EDGESPEC_SELFDRAFT_BUNDLE=$(SELFDRAFT_BUNDLE) \
+	    $(VPY) -m pytest -q -m slow tests
 
 # The native core under AddressSanitizer + UndefinedBehaviorSanitizer (own build dir, build/asan):
 # spec math, engine, lossless, faults. ~2 min on 2 cores from scratch (~70 s of it the build).

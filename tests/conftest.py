@@ -222,6 +222,20 @@ def smollm2_session(smollm2_bundle):
 
 
 @pytest.fixture(scope="session")
+def smollm2_selfdraft_session():
+    """SmolLM2 fp32 with its int4 self as the draft model (`make selfdraft-bundle`)."""
+    import edgespec
+
+    path = Path(
+        os.environ.get("EDGESPEC_SELFDRAFT_BUNDLE", REPO / "models" / "smollm2-135m-selfdraft")
+    )
+    if not (path / "edgespec.json").is_file():
+        pytest.skip(f"no self-draft bundle at {path}: run `make selfdraft-bundle`")
+    with edgespec.Session(path) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
 def spec_bench_prompts() -> list[dict]:
     path = Path(
         os.environ.get(
