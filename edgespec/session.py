@@ -279,7 +279,7 @@ class _Run:
             native_cfg = s._native_config(self.cfg)
 
             def on_chunk(tokens: list[int]) -> bool:
-                self._emit(self.stops.feed(self.detok.push(list(tokens))), on_text)
+                self._emit(self.stops.feed(self.detok.push(tokens)), on_text)
                 return self.stops.stopped
 
             s._running = self

@@ -69,25 +69,30 @@ void DraftPolicy::observe(int n_draft, int n_accept, double t_verify, double t_d
   }
 }
 
-// c(width): measured time over the width-1 time; unmeasured widths are interpolated between
-// measured neighbours, or extrapolated with the prior slope.
-double DraftPolicy::cost_of(int width) const {
-  if (!use_times_) return 1.0 + kPriorSlope * (width - 1);
+// Seconds of a width-1 verify: measured, or inferred from the smallest measured width with the
+// prior slope; 0 when no width up to k_max + 1 has been measured (or times are not used).
+double DraftPolicy::width1_seconds() const {
+  if (!use_times_) return 0;
+  for (int w = 1; w <= k_max_ + 1; ++w) {
+    if (t_width_[w] > 0) return t_width_[w] / (1.0 + kPriorSlope * (w - 1));
+  }
+  return 0;
+}
+
+// c(width) = time(width) / width1_seconds(), so c(1) = 1. Unmeasured widths are interpolated
+// between measured neighbours, or extrapolated with the prior slope.
+double DraftPolicy::cost_of(int width, double width1_s) const {
+  if (width1_s == 0) return 1.0 + kPriorSlope * (width - 1);
   int lo = 0, hi = 0;  // nearest measured widths below / above (0 = none)
   for (int w = width; w >= 1 && lo == 0; --w) lo = t_width_[w] > 0 ? w : 0;
   for (int w = width; w <= k_max_ + 1 && hi == 0; ++w) hi = t_width_[w] > 0 ? w : 0;
-  if (lo == 0 && hi == 0) return 1.0 + kPriorSlope * (width - 1);
-  // Time of a width-1 forward: measured, or inferred from the smallest measured width.
-  int w0 = 1;
-  while (t_width_[w0] == 0) ++w0;
-  const double base = t_width_[w0] / (1.0 + kPriorSlope * (w0 - 1));
-  if (lo == width) return t_width_[width] / base;
+  if (lo == width) return t_width_[width] / width1_s;
   if (lo != 0 && hi != 0) {
     const double f = static_cast<double>(width - lo) / (hi - lo);
-    return ((1 - f) * t_width_[lo] + f * t_width_[hi]) / base;
+    return ((1 - f) * t_width_[lo] + f * t_width_[hi]) / width1_s;
   }
-  if (lo != 0) return t_width_[lo] / base + kPriorSlope * (width - lo);
-  return std::max(1.0, t_width_[hi] / base - kPriorSlope * (hi - width));
+  if (lo != 0) return t_width_[lo] / width1_s + kPriorSlope * (width - lo);
+  return std::max(1.0, t_width_[hi] / width1_s - kPriorSlope * (hi - width));
 }
 
 // a_i: position i's own counts, shrunk towards the pooled acceptance of all positions (itself
@@ -107,15 +112,10 @@ void DraftPolicy::estimate_acceptance() {
 
 int DraftPolicy::choose() {
   estimate_acceptance();
-  for (int w = 1; w <= k_max_ + 1; ++w) cost_[w] = cost_of(w);
-  const double base = cost_of(1) > 0 ? cost_of(1) : 1.0;
-  double width1 = 0;  // seconds of a width-1 forward, for the drafting cost ratio
-  for (int w = 1; w <= k_max_ + 1 && width1 == 0; ++w) {
-    width1 = t_width_[w] > 0 ? t_width_[w] / cost_[w] : 0;
-  }
-  const bool measured = use_times_ && width1 > 0 && t_draft_tok_ > 0;
-  const double draft_cost = measured ? t_draft_tok_ / width1 : prior_draft_cost_;
-  for (int w = 1; w <= k_max_ + 1; ++w) cost_[w] /= base;
+  const double width1_s = width1_seconds();
+  for (int w = 1; w <= k_max_ + 1; ++w) cost_[w] = cost_of(w, width1_s);
+  const bool measured = width1_s > 0 && t_draft_tok_ > 0;
+  const double draft_cost = measured ? t_draft_tok_ / width1_s : prior_draft_cost_;
   const int k = choose_draft_length(accept_.data(), cost_.data(), k_max_, draft_cost);
   if (k > 0) {
     zero_streak_ = 0;

@@ -41,8 +41,9 @@ class DraftPolicy {
   static constexpr double kPriorWeight = 2;  // pseudo-observations behind the prior
   static constexpr int kExplore = 8;
 
-  double cost_of(int width) const;  // c(width) from measured times, interpolated
-  void estimate_acceptance();       // accept_ from the counts
+  double width1_seconds() const;                     // 0 = nothing measured (or !use_times_)
+  double cost_of(int width, double width1_s) const;  // c(width), measured or interpolated
+  void estimate_acceptance();                        // accept_ from the counts
   int k_max_ = 0;
   std::vector<double> reached_;   // [k_max]: EMA count of steps that drafted position i+1
   std::vector<double> accepted_;  // [k_max]: EMA count of those that accepted it
