@@ -14,15 +14,13 @@ incremental detokenization in the per-chunk callback).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 import edgespec
 from edgespec import _native
-
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "spec_bench_dev.jsonl"
+from edgespec.bench.dataset import default_prompts_path, load_questions
 
 
 def _engine(bundle: edgespec.Bundle, threads: int | None) -> _native.Engine:
@@ -55,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=10)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--data", type=Path, default=DEFAULT_PROMPTS)
+    ap.add_argument("--data", type=Path, default=default_prompts_path())
     args = ap.parse_args(argv)
-    rows = [json.loads(x) for x in args.data.read_text().splitlines() if x.strip()]
-    rows = [r for r in rows if r["category"] == args.category][: args.prompts]
+    rows = load_questions(args.data)
+    rows = [r for r in rows if r.category == args.category][: args.prompts]
     with edgespec.Session(args.bundle) as s:
         engine = _engine(s.bundle, args.threads)
         eos = list(s.bundle.tokenizer.eos_token_ids)
@@ -67,13 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[str, list[dict]] = {"none": [], "ngram": []}
         same = 0
         for row in rows:
-            ids = s.encode([{"role": "user", "content": row["turns"][0]}])
+            ids = s.encode([{"role": "user", "content": row.turns[0]}])
             for drafter in ("none", "ngram"):
                 res[drafter].append(_run(engine, ids, drafter, args.max_new_tokens, eos))
             a, b = res["none"][-1], res["ngram"][-1]
             same += a["tokens"] == b["tokens"]
             print(
-                f"q{row['question_id']:<4} none {a['tok_s']:6.1f} tok/s  ngram {b['tok_s']:6.1f} "
+                f"q{row.question_id:<4} none {a['tok_s']:6.1f} tok/s  ngram {b['tok_s']:6.1f} "
                 f"tok/s  x{b['tok_s'] / a['tok_s']:.2f}  accept {b['accept']:.0%}  "
                 f"identical {a['tokens'] == b['tokens']}"
             )

@@ -11,7 +11,6 @@ and overall agreement.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -19,17 +18,13 @@ from pathlib import Path
 import numpy as np
 
 import edgespec
+from edgespec.bench.dataset import default_prompts_path, load_questions
 from edgespec.export.verify import SharedKVDecoder
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "spec_bench_dev.jsonl"
 
-
-def _decoder(bundle: Path, capacity_needed: int) -> SharedKVDecoder:
-    manifest = json.loads((bundle / "edgespec.json").read_text())
-    entry = manifest["models"]["target"]
-    if entry["capacity"] < capacity_needed:
-        raise SystemExit(f"{bundle}: capacity {entry['capacity']} < {capacity_needed}")
-    return SharedKVDecoder(bundle / entry["path"], entry)
+def _decoder(bundle: Path) -> SharedKVDecoder:
+    target = edgespec.load_bundle(bundle).target  # validated manifest entry
+    return SharedKVDecoder(target.path, target.raw)
 
 
 def _argmax_rows(dec: SharedKVDecoder, ids: list[int], first: int, chunk: int = 64) -> np.ndarray:
@@ -48,17 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("other_bundle", type=Path)
     ap.add_argument("--prompts", type=int, default=240, help="number of dev prompts (max 240)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--data", type=Path, default=DEFAULT_PROMPTS)
+    ap.add_argument("--data", type=Path, default=default_prompts_path())
     args = ap.parse_args(argv)
-    rows = [json.loads(x) for x in args.data.read_text().splitlines() if x.strip()]
+    rows = load_questions(args.data)
     rows = rows[: args.prompts]
     per_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # category -> [agree, total]
     self_mismatch = 0  # fp32 chunked teacher forcing vs its own token-by-token greedy decode
     with edgespec.Session(args.fp32_bundle) as s:
-        ref = _decoder(args.fp32_bundle, 1)
-        other = _decoder(args.other_bundle, 1)
+        ref = _decoder(args.fp32_bundle)
+        other = _decoder(args.other_bundle)
         for row in rows:
-            messages = [{"role": "user", "content": row["turns"][0]}]
+            messages = [{"role": "user", "content": row.turns[0]}]
             ids = s.encode(messages)
             if len(ids) + args.max_new_tokens > s.capacity:
                 continue
@@ -67,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             a = _argmax_rows(ref, full, len(ids))  # fp32, teacher-forced in chunks
             b = _argmax_rows(other, full, len(ids))
             self_mismatch += int((a != np.array(r.tokens)).sum())
-            c = per_cat[row["category"]]
+            c = per_cat[row.category]
             c[0] += int((a == b).sum())
             c[1] += len(a)
     total = [sum(v[0] for v in per_cat.values()), sum(v[1] for v in per_cat.values())]
