@@ -89,16 +89,21 @@ def write_tiny_tokenizer(model_dir: Path, tokenizer_json: str) -> None:
     gen_path.write_text(json.dumps(gen), encoding="utf-8")
 
 
+# The shape every tiny test model shares; callers add vocab, widths and token ids.
+TINY_DIMS = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+
+
+def tiny_config(config_cls, **kw):
+    """A transformers config of `config_cls` with TINY_DIMS, overridden by `kw`."""
+    return config_cls(**{**TINY_DIMS, **kw})
+
+
 def tiny_llama_config(**overrides):
     import transformers
 
     kw = dict(
         vocab_size=TINY_VOCAB,
-        hidden_size=64,
         intermediate_size=192,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=TINY_CAPACITY,
         initializer_range=0.2,
         tie_word_embeddings=False,
@@ -106,8 +111,7 @@ def tiny_llama_config(**overrides):
         eos_token_id=2,
         pad_token_id=0,
     )
-    kw.update(overrides)
-    return transformers.LlamaConfig(**kw)
+    return tiny_config(transformers.LlamaConfig, **{**kw, **overrides})
 
 
 def save_random_model(model_dir: Path, config, seed: int = 0, tokenizer_json: str | None = None):
@@ -237,11 +241,9 @@ def smollm2_selfdraft_session():
 
 @pytest.fixture(scope="session")
 def spec_bench_prompts() -> list[dict]:
-    path = Path(
-        os.environ.get(
-            "EDGESPEC_SPEC_BENCH", REPO.parent / "shared" / "data" / "spec_bench_dev.jsonl"
-        )
-    )
+    from edgespec.bench.dataset import default_prompts_path
+
+    path = default_prompts_path()  # $EDGESPEC_SPEC_BENCH or ../shared/data/spec_bench_dev.jsonl
     if not path.is_file():
         pytest.skip(f"Spec-Bench prompts not found at {path}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

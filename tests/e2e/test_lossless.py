@@ -35,25 +35,19 @@ VARIANTS = [  # (drafter, num_draft_tokens, adaptive) beyond the defaults
 
 def arch_config(arch: str, **overrides):
     import transformers
-    from conftest import TINY_CAPACITY, TINY_VOCAB
+    from conftest import TINY_CAPACITY, TINY_VOCAB, tiny_config
 
     cls_name, extra = ARCHS[arch]
     kw = dict(
         vocab_size=TINY_VOCAB,
-        hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=TINY_CAPACITY,
         initializer_range=0.2,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,
     )
-    kw.update(extra)
-    kw.update(overrides)
-    return getattr(transformers, cls_name)(**kw)
+    return tiny_config(getattr(transformers, cls_name), **{**kw, **extra, **overrides})
 
 
 def build_arch_bundle(root: Path, arch: str, tokenizer_json: str) -> Path:

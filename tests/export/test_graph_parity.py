@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-from conftest import save_random_model  # noqa: E402
+from conftest import save_random_model, tiny_config  # noqa: E402
 from decoder_harness import SharedKVDecoder, decode_plan, torch_reference  # noqa: E402
 
 from edgespec.export.graph import GraphOptions  # noqa: E402
@@ -21,13 +21,9 @@ from edgespec.export.writer import ModelSpec, write_bundle  # noqa: E402
 pytestmark = pytest.mark.export
 
 VOCAB = 320
-COMMON = dict(
+COMMON = dict(  # on top of conftest.TINY_DIMS
     vocab_size=VOCAB,
-    hidden_size=64,
     intermediate_size=128,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
     max_position_embeddings=128,
     initializer_range=0.15,
 )
@@ -55,7 +51,7 @@ def export_case(tmp_path, case: str, precision: str, **opts):
     """(torch model, bundle dir, manifest target entry) for a CASES entry."""
     cls, extra = CASES[case]
     model_dir = tmp_path / "hf"
-    model = save_random_model(model_dir, cls(**COMMON, **extra), seed=1)
+    model = save_random_model(model_dir, tiny_config(cls, **COMMON, **extra), seed=1)
     loaded = load_hf_no_tokenizer(model_dir)
     options = GraphOptions(precision=precision, capacity=64, **opts)
     bundle = write_bundle(tmp_path / "bundle", ModelSpec(loaded, options))
@@ -125,7 +121,7 @@ def test_fp16_close_to_torch(tmp_path, case):
 
 def test_capacity_beyond_sliding_window_is_refused(tmp_path):
     cls, extra = CASES["mistral"]
-    save_random_model(tmp_path / "hf", cls(**COMMON, **extra), seed=1)
+    save_random_model(tmp_path / "hf", tiny_config(cls, **COMMON, **extra), seed=1)
     loaded = load_hf_no_tokenizer(tmp_path / "hf")
     with pytest.raises(ValueError, match="capacity 128 exceeds the model's sliding_window 64"):
         write_bundle(tmp_path / "b", ModelSpec(loaded, GraphOptions(capacity=128)))
