@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-from conftest import save_random_model  # noqa: E402
+from conftest import save_random_model, tiny_config  # noqa: E402
 from decoder_harness import SharedKVDecoder, torch_reference  # noqa: E402
 from test_graph_parity import COMMON, VOCAB, load_hf_no_tokenizer  # noqa: E402
 
@@ -29,8 +29,8 @@ pytestmark = pytest.mark.export
 def qwen2_model(tmp_path_factory):
     """(torch model, LoadedModel) of a tiny random qwen2 (q/k/v biases, untied head)."""
     d = tmp_path_factory.mktemp("q_hf")
-    cfg = transformers.Qwen2Config(
-        **{**COMMON, "initializer_range": 0.05}, tie_word_embeddings=False
+    cfg = tiny_config(
+        transformers.Qwen2Config, **{**COMMON, "initializer_range": 0.05}, tie_word_embeddings=False
     )
     model = save_random_model(d, cfg, seed=2)
     return model, load_hf_no_tokenizer(d)
