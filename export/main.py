@@ -94,10 +94,11 @@ def run_export(args: argparse.Namespace) -> Path:
         raise FileExistsError(f"bundle destination exists (use --force): {out}")
     progress = not getattr(args, "quiet", False)
     loaded = load_model(args.model, args.gguf)
-    target = ModelSpec(loaded, _options(args, args.precision))
+    source = str(Path(args.model or args.gguf).absolute())
+    target = ModelSpec(loaded, _options(args, args.precision), source)
     draft = None
     if getattr(args, "self_draft", None):
-        draft = ModelSpec(loaded, _options(args, args.self_draft))
+        draft = ModelSpec(loaded, _options(args, args.self_draft), source)
     elif args.draft or args.draft_gguf:
         draft_opts = _options(args, args.draft_precision or args.precision)
         draft = ModelSpec(load_model(args.draft, args.draft_gguf), draft_opts)

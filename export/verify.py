@@ -28,12 +28,16 @@ class SharedKVDecoder:
             for kind in ("key", "value")
         }
 
-    def forward(self, ids: list[int], n_past: int, hidden: bool = False):
-        """Run tokens at positions n_past.. ; logits float32 [n, vocab] (+ hidden [n, H])."""
+    def forward(self, ids: list[int], n_past: int, hidden: bool = False, features=None):
+        """Run tokens at positions n_past.. ; logits float32 [n, vocab] (+ hidden [n, H]).
+        `features` float32 [n, H]: the draft head's features input (models.eagle only)."""
         n = len(ids)
         ins, outs = self.m["inputs"], self.m["outputs"]
         io = self.sess.io_binding()
         io.bind_cpu_input(ins["input_ids"], np.array([ids], dtype=np.int64))  # [1, n]
+        if features is not None:
+            f = np.ascontiguousarray(np.asarray(features, dtype=np.float32)[None])  # [1, n, H]
+            io.bind_cpu_input(ins["features"], f)
         io.bind_cpu_input(ins["seqlens_k"], np.array([n_past + n - 1], dtype=np.int32))  # [1]
         io.bind_cpu_input(ins["total_sequence_length"], np.array(n_past + n, dtype=np.int32))
         io.bind_output(outs["logits"])

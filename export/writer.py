@@ -30,6 +30,7 @@ class ModelSpec:
 
     model: LoadedModel
     options: GraphOptions
+    source_path: str | None = None  # absolute checkpoint path (lets `edgespec distill` find it)
 
 
 def _version() -> str:
@@ -104,6 +105,7 @@ def model_entry(spec: ModelSpec, rel_path: str, file_bytes: int) -> dict:
         "architecture": cfg.architecture,
         "precision": opts.precision,
         "source": spec.model.source,
+        **({"source_path": spec.source_path} if spec.source_path else {}),
         "num_layers": cfg.num_layers,
         "num_heads": cfg.num_heads,
         "num_kv_heads": cfg.num_kv_heads,
