@@ -9,9 +9,11 @@ deep inside ONNX Runtime.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 FORMAT = "edgespec-bundle"  # magic value of the manifest's "format" field
 FORMAT_VERSION = 1  # newest manifest version this runtime reads
@@ -46,10 +48,22 @@ class ModelInfo:
     outputs: dict[str, str]  # contract key -> graph output name
     file_bytes: int  # size of graph + external weights on disk
     raw: dict[str, Any] = field(repr=False, default_factory=dict)  # the manifest entry as read
+    hidden_size: int = 0  # feature width (0 when the manifest does not say)
+    token_map: tuple[int, ...] = ()  # eagle head only: draft id -> target id
 
-    def native_spec_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `edgespec._native.ModelSpec`."""
+    def native_spec_kwargs(self, hidden_states: bool = False) -> dict[str, Any]:
+        """Keyword arguments for `edgespec._native.ModelSpec`. `hidden_states`: bind the
+        feature output (a target that feeds a draft head); the head always binds its own."""
+        extra: dict[str, Any] = {}
+        if hidden_states or self.role == "eagle":
+            extra = {
+                "hidden_size": self.hidden_size,
+                "hidden_states": self.outputs["hidden_states"],
+            }
+        if self.role == "eagle":
+            extra.update(features=self.inputs["features"], token_map=list(self.token_map))
         return {
+            **extra,
             "path": str(self.path),
             "num_layers": self.num_layers,
             "num_kv_heads": self.num_kv_heads,
@@ -81,6 +95,7 @@ class Bundle:
     root: Path
     target: ModelInfo
     draft: ModelInfo | None
+    eagle: ModelInfo | None  # the feature-level draft head (drafter "eagle"), if distilled
     tokenizer: TokenizerInfo
     generation: dict[str, Any]  # generation defaults (max_new_tokens, temperature, ...)
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -88,7 +103,7 @@ class Bundle:
     @property
     def capacity(self) -> int:
         """Tokens (prompt + generated) that fit in every model's KV cache."""
-        caps = [self.target.capacity] + ([self.draft.capacity] if self.draft else [])
+        caps = [m.capacity for m in (self.target, self.draft, self.eagle) if m is not None]
         return min(caps)
 
 
@@ -112,9 +127,12 @@ def load_bundle(path: str | Path) -> Bundle:
     if models.get("draft") is not None:
         draft = _model_info(root, "draft", _require(models, "draft", dict, "models"))
         _check_compatible(target, draft)
+    eagle = None
+    if models.get("eagle") is not None:
+        eagle = _eagle_info(root, target, _require(models, "eagle", dict, "models"))
     tokenizer = _tokenizer_info(root, _require(manifest, "tokenizer", dict, "manifest"))
     generation = manifest.get("generation") or {}
-    return Bundle(root, target, draft, tokenizer, dict(generation), manifest)
+    return Bundle(root, target, draft, eagle, tokenizer, dict(generation), manifest)
 
 
 def _check_format(manifest: Any, where: Path) -> None:
@@ -174,8 +192,55 @@ def _model_info(root: Path, role: str, entry: dict) -> ModelInfo:
         outputs=dict(outputs),
         file_bytes=int(entry.get("file_bytes", 0)),
         raw=dict(entry),
+        hidden_size=_hidden_size(entry, where),
         **ints,
     )
+
+
+def _hidden_size(entry: dict, where: str) -> int:
+    value = entry.get("hidden_size", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BundleError(f"manifest: '{where}.hidden_size' must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _eagle_info(root: Path, target: ModelInfo, entry: dict) -> ModelInfo:
+    """The draft head entry: a decoder entry plus features / hidden_states / token_map, checked
+    against the target (which must expose its features)."""
+    where = "models.eagle"
+    if entry.get("kind") != "eagle-head":
+        raise BundleError(
+            f"manifest: '{where}.kind' must be 'eagle-head', got {entry.get('kind')!r}"
+        )
+    info = _model_info(root, "eagle", entry)
+    _require(info.inputs, "features", str, f"{where}.inputs")
+    _require(info.outputs, "hidden_states", str, f"{where}.outputs")
+    if "hidden_states" not in target.outputs:
+        raise BundleError("the bundle has a draft head but its target has no hidden_states output")
+    if info.hidden_size != target.hidden_size or info.hidden_size < 1:
+        raise BundleError(
+            f"draft head hidden_size {info.hidden_size} differs from the target's "
+            f"{target.hidden_size}"
+        )
+    token_map = _token_map(root, _require(entry, "token_map", str, where), info, target)
+    return replace(info, token_map=token_map)
+
+
+def _token_map(root: Path, rel: str, head: ModelInfo, target: ModelInfo) -> tuple[int, ...]:
+    path = (root / rel).resolve()
+    if not path.is_file():
+        raise BundleError(f"bundle is missing the draft head's token map: {path}")
+    if path.stat().st_size != 4 * head.vocab_size:
+        raise BundleError(
+            f"{path}: {path.stat().st_size} bytes, expected 4 x vocab_size {head.vocab_size}"
+        )
+    ids = np.fromfile(path, dtype="<i4")  # int32 [draft vocab]
+    bad = ids[(ids < 0) | (ids >= target.vocab_size)]
+    if bad.size:
+        raise BundleError(f"{path}: id {int(bad[0])} outside the target vocabulary")
+    if np.unique(ids).size != ids.size:
+        raise BundleError(f"{path}: duplicate target ids")
+    return tuple(int(i) for i in ids)
 
 
 def _check_external_data(graph: Path) -> None:

@@ -21,7 +21,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    p.add_argument("--drafter", default="auto", choices=["auto", "none", "ngram", "model"])
+    p.add_argument("--drafter", default="auto", choices=["auto", "none", "ngram", "model", "eagle"])
     p.add_argument("--num-draft-tokens", type=int, default=None, help="max drafted per step")
 
 
@@ -206,11 +206,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     b = load_bundle(args.bundle)
     models = {"target": b.target, **({"draft": b.draft} if b.draft else {})}
+    models.update({"eagle": b.eagle} if b.eagle else {})
     info = {
         "bundle": str(b.root),
         "format_version": b.manifest.get("format_version"),
         "capacity": b.capacity,
-        "drafters": ["none", "ngram"] + (["model"] if b.draft else []),
+        "drafters": ["none", "ngram"]
+        + (["model"] if b.draft else [])
+        + (["eagle"] if b.eagle else []),
         "chat_template": b.tokenizer.chat_template is not None,
         "eos_token_ids": list(b.tokenizer.eos_token_ids),
         "models": {
@@ -229,8 +232,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
             for role, m in models.items()
         },
     }
-    if b.draft and b.target.file_bytes:
-        info["draft_overhead"] = round(b.draft.file_bytes / b.target.file_bytes, 3)
+    for role in ("draft", "eagle"):
+        m = models.get(role)
+        if m is not None and b.target.file_bytes:
+            info[f"{role}_overhead"] = round(m.file_bytes / b.target.file_bytes, 3)
+    if b.eagle:
+        info["eagle_training"] = b.eagle.raw.get("training", {})
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -242,8 +249,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"{m['kv_heads']}x{m['head_dim']} KV ({m['kv_dtype']}), vocab {m['vocab_size']}, "
             f"{m['size_mb']} MB  {m['source']}"
         )
-    if "draft_overhead" in info:
-        print(f"draft    adds {info['draft_overhead']:.0%} of the target's size on disk")
+    for role in ("draft", "eagle"):
+        if f"{role}_overhead" in info:
+            print(f"{role:8} adds {info[f'{role}_overhead']:.0%} of the target's size on disk")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-DRAFTERS = ("auto", "none", "ngram", "model")
+DRAFTERS = ("auto", "none", "ngram", "model", "eagle")
 MAX_NEW_TOKENS_LIMIT = 1 << 20  # anything above is a mistake, not a request
 
 
@@ -20,7 +20,8 @@ class GenerationConfig:
     seed: int | None = None  # RNG seed for sampling; None = fresh entropy each call
     stop: tuple[str, ...] = field(default_factory=tuple)  # stop strings (not emitted)
     drafter: str = (
-        "auto"  # auto | none | ngram | model ("auto": draft model if present, else ngram)
+        "auto"  # auto | none | ngram | model | eagle ("auto": the draft head if the bundle has
+        # one, else the draft model if present, else ngram)
     )
     num_draft_tokens: int | None = None  # max drafted tokens per step; None = drafter default
     adaptive: bool = True  # adapt draft length to acceptance and verify cost

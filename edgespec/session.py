@@ -45,7 +45,7 @@ class GenerationStats:
     draft_s: float  # time in the drafter
     verify_s: float  # time in target forward calls after the prefill
     total_s: float
-    drafter: str  # drafter that ran: none | ngram | model
+    drafter: str  # drafter that ran: none | ngram | model | eagle
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -85,8 +85,11 @@ class Session:
         self.tokenizer = _load_tokenizer(self.bundle.tokenizer.path)
         tp = _provider(provider, threads, device_id, trt_cache_dir)
         dp = _provider(draft_provider or provider, threads, device_id, trt_cache_dir)
-        draft = _model_spec(self.bundle.draft) if self.bundle.draft else _native.ModelSpec()
-        self._engine: Any = _native.Engine(_model_spec(self.bundle.target), draft, tp, dp)
+        b = self.bundle
+        draft = _model_spec(b.draft) if b.draft else _native.ModelSpec()
+        target = _model_spec(b.target, hidden_states=b.eagle is not None)
+        head = {"eagle": _model_spec(b.eagle)} if b.eagle else {}
+        self._engine: Any = _native.Engine(target, draft, tp, dp, **head)
         self._lock = threading.Lock()
         self._running: _Run | None = None  # the generation holding the lock, if any
 
@@ -107,6 +110,11 @@ class Session:
     def has_draft(self) -> bool:
         """True when the bundle carries a draft model (drafter "model" is available)."""
         return self.bundle.draft is not None
+
+    @property
+    def has_eagle(self) -> bool:
+        """True when the bundle carries a distilled draft head (drafter "eagle" is available)."""
+        return self.bundle.eagle is not None
 
     @property
     def capacity(self) -> int:
@@ -226,6 +234,11 @@ class Session:
         )
         if cfg.drafter == "model" and not self.has_draft:
             raise ValueError("drafter 'model' needs a bundle with a draft model; this one has none")
+        if cfg.drafter == "eagle" and not self.has_eagle:
+            raise ValueError(
+                "drafter 'eagle' needs a bundle with a draft head (`edgespec distill BUNDLE`); "
+                "this one has none"
+            )
         return cfg
 
     def _check_fits(self, ids: list[int]) -> None:
@@ -249,9 +262,10 @@ class Session:
         return nc
 
     def resolve_drafter(self, drafter: str) -> str:
-        """ "auto" becomes "model" when the bundle has a draft model, else "ngram"."""
+        """ "auto" becomes "eagle" when the bundle has a draft head, else "model" when it has a
+        draft model, else "ngram"."""
         if drafter == "auto":
-            return "model" if self.has_draft else "ngram"
+            return "eagle" if self.has_eagle else "model" if self.has_draft else "ngram"
         return drafter
 
 
@@ -370,9 +384,9 @@ def _provider(name: str, threads: int | None, device_id: int, trt_cache_dir: str
     return spec
 
 
-def _model_spec(info: Any) -> Any:
+def _model_spec(info: Any, hidden_states: bool = False) -> Any:
     spec = _native.ModelSpec()
-    for key, value in info.native_spec_kwargs().items():
+    for key, value in info.native_spec_kwargs(hidden_states).items():
         setattr(spec, key, value)
     return spec
 

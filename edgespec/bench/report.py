@@ -14,7 +14,12 @@ RUNTIME_TITLES = {
     "transformers": "transformers",
     "llamacpp": "llama.cpp",
 }
-METHOD_TITLES = {"none": "plain", "ngram": "prompt lookup", "model": "draft model"}
+METHOD_TITLES = {
+    "none": "plain",
+    "ngram": "prompt lookup",
+    "model": "draft model",
+    "eagle": "draft head (distilled)",
+}
 
 
 def groups_in(results: dict[str, Any]) -> list[str]:

@@ -3,7 +3,8 @@
 Every runner (this one and `peer_client.PeerRunner`) has the same surface: `runtime`,
 `version`, `methods` ({method: None when available, else the reason it is not}),
 `generate(method, ids, messages, max_new_tokens) -> dict` and `close()`. Methods are named
-like edgespec's drafters: "none" (plain decoding), "ngram" (prompt lookup), "model" (draft).
+like edgespec's drafters: "none" (plain decoding), "ngram" (prompt lookup), "model" (draft),
+"eagle" (distilled draft head).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from .peers.common import peak_rss_kb, reset_peak_rss, rss_kb
 
-METHODS = ("none", "ngram", "model")
+METHODS = ("none", "ngram", "model", "eagle")
 
 
 class EdgespecRunner:
@@ -29,6 +30,8 @@ class EdgespecRunner:
         for d in drafters:
             if d == "model" and not session.has_draft:
                 self.methods[d] = "bundle has no draft model"
+            elif d == "eagle" and not session.has_eagle:
+                self.methods[d] = "bundle has no draft head (edgespec distill)"
             else:
                 self.methods[d] = None
         self.load_rss_kb = rss_kb()
