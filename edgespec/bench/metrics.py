@@ -82,9 +82,14 @@ def _turn_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in rows
         if r.get("identical_to_edgespec_plain") is not None
     ]
+    eng = [r["engine"] for r in rows if r.get("engine")]  # edgespec's own timings
+    draft_s = sum(e["draft_s"] for e in eng)
+    verify_s, verify_steps = sum(e["verify_s"] for e in eng), sum(e["steps"] for e in eng)
     return {
         "turns": len(rows),
         "new_tokens": sum(r["new_tokens"] for r in rows),
+        "draft_s_per_token": draft_s / drafted if eng and drafted else None,
+        "verify_s_per_step": verify_s / verify_steps if verify_steps else None,
         "mean_accepted_tokens": after_first / steps if steps else None,
         "acceptance_rate": accepted / drafted if drafted else None,
         "ttft_s": quantiles(r["ttft_s"] for r in rows),
@@ -125,8 +130,18 @@ def summarize(
                 "speedup_vs_reference": _ratio_stats(sp, speeds.get(ref_key, {}), qids),
                 **_turn_stats(rows_by_group.get(g, [])),
             }
+        _add_draft_cost(per, out.get(method_key(runtime, "none"), per))
         out[key] = per
     return out
+
+
+def _add_draft_cost(per: dict[str, Any], plain: dict[str, Any]) -> None:
+    """draft_cost: seconds per drafted token (catch-up included) / seconds per plain decoding
+    step, i.e. the drafter's cost as a fraction of one target step, measured in the same run."""
+    for g, fig in per.items():
+        step = plain.get(g, {}).get("verify_s_per_step")
+        d = fig.get("draft_s_per_token")
+        fig["draft_cost"] = d / step if d is not None and step else None
 
 
 def mark_identity(records: list[dict[str, Any]], reference: tuple[str, str]) -> None:

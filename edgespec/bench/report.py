@@ -95,6 +95,28 @@ def speed_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def drafter_table(results: dict[str, Any]) -> str:
+    """edgespec's drafters: acceptance per category, mean accepted tokens, drafter cost."""
+    groups = groups_in(results)
+    head = ["Method"] + [GROUP_TITLES.get(g, g) for g in groups]
+    head += ["Overall acceptance", "Mean accepted tokens", "Drafter cost / target step"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in results["methods"]:
+        per = results["summary"][key]
+        o = per.get(OVERALL, {})
+        if not key.startswith("edgespec/") or o.get("draft_cost") is None:
+            continue
+        method = method_label(key)[1]
+        cells = [method] + [_pct(per.get(g, {}).get("acceptance_rate")) for g in groups]
+        cells += [
+            _pct(o.get("acceptance_rate")),
+            _num(o.get("mean_accepted_tokens"), 2),
+            _num(o.get("draft_cost"), 3),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _one_line(text: str, limit: int = 160) -> str:
     t = " ".join(str(text).split()).replace("|", "/")
     return t if len(t) <= limit else t[: limit - 1] + "…"
@@ -141,6 +163,12 @@ def markdown(results: dict[str, Any]) -> str:
         "Tokens/s per category (median over questions; new tokens over all turns ÷ wall time):",
         "",
         speed_table(results),
+        "",
+        "edgespec's drafters: acceptance (accepted ÷ drafted tokens) per category; drafter cost "
+        "= time in the drafter per drafted token (catch-up included) ÷ time per plain decoding "
+        "step, same run:",
+        "",
+        drafter_table(results),
     ]
     if results["notes"]:
         out += ["", "Skipped turns:"]

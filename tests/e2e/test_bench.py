@@ -94,6 +94,19 @@ def test_results_md_has_the_leaderboard_rows(bench_run):
     assert "| edgespec | plain | 1.00× | 1.00× |" in md
     assert "| edgespec | prompt lookup |" in md
     assert "| edgespec | draft model | skipped: bundle has no draft model |" in md
+    drafters = md.split("edgespec's drafters:")[1]
+    assert "Drafter cost / target step" in drafters and "| prompt lookup |" in drafters
+    assert "| plain |" not in drafters  # plain decoding drafts nothing
+
+
+def test_drafter_cost_is_draft_time_per_token_over_plain_step(bench_run):
+    res = json.loads((bench_run / "results.json").read_text())
+    s = res["summary"]
+    ngram, plain = s["edgespec/ngram"]["overall"], s["edgespec/none"]["overall"]
+    assert ngram["draft_cost"] == pytest.approx(
+        ngram["draft_s_per_token"] / plain["verify_s_per_step"]
+    )
+    assert 0 < ngram["draft_cost"] < 1  # prompt lookup is far cheaper than a target step
 
 
 def test_chart(bench_run):
