@@ -32,6 +32,10 @@ class ModelSpec:
     present_key: str
     present_value: str
     logits: str
+    hidden_size: int
+    features: str  # input float32 [1, n, hidden_size]; "" = the graph has none
+    hidden_states: str  # output float32 [1, n, hidden_size]; "" = not bound
+    token_map: list[int]  # eagle head only: draft id -> target id
     def __init__(self, **kwargs: Any) -> None: ...
 
 class ProviderSpec:
@@ -48,7 +52,7 @@ class GenConfig:
     top_p: float
     top_k: int
     seed: int
-    drafter: str
+    drafter: str  # "none" | "ngram" | "model" | "eagle"
     num_draft_tokens: int
     adaptive: bool
     ngram_max: int
@@ -102,9 +106,12 @@ class Engine:
         draft: ModelSpec | None = None,
         target_provider: ProviderSpec = ...,
         draft_provider: ProviderSpec | None = None,
+        eagle: ModelSpec | None = None,
     ) -> None: ...
     @property
     def has_draft(self) -> bool: ...
+    @property
+    def has_eagle(self) -> bool: ...
     @property
     def capacity(self) -> int: ...
     def generate(

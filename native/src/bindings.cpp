@@ -136,7 +136,11 @@ void bind_specs(py::module_& m) {
       .def_readwrite("past_value", &ModelSpec::past_value)
       .def_readwrite("present_key", &ModelSpec::present_key)
       .def_readwrite("present_value", &ModelSpec::present_value)
-      .def_readwrite("logits", &ModelSpec::logits);
+      .def_readwrite("logits", &ModelSpec::logits)
+      .def_readwrite("hidden_size", &ModelSpec::hidden_size)
+      .def_readwrite("features", &ModelSpec::features)
+      .def_readwrite("hidden_states", &ModelSpec::hidden_states)
+      .def_readwrite("token_map", &ModelSpec::token_map);
   add_repr(model, "ModelSpec",
            {"path", "num_layers", "num_kv_heads", "head_dim", "vocab_size", "capacity", "kv_dtype",
             "logits_dtype"});
@@ -200,17 +204,22 @@ void bind_results(py::module_& m) {
 }
 
 void bind_engine(py::module_& m) {
-  py::class_<Engine>(m, "Engine", "Target (+ optional draft) model and the draft→verify loop.")
+  py::class_<Engine>(m, "Engine",
+                     "Target (+ optional draft model and eagle head) and the draft→verify loop.")
       .def(py::init([](const ModelSpec& target, const std::optional<ModelSpec>& draft,
                        const ProviderSpec& target_provider,
-                       const std::optional<ProviderSpec>& draft_provider) {
+                       const std::optional<ProviderSpec>& draft_provider,
+                       const std::optional<ModelSpec>& eagle) {
              py::gil_scoped_release release;
              return std::make_unique<Engine>(target, draft.value_or(ModelSpec()), target_provider,
-                                             draft_provider.value_or(target_provider));
+                                             draft_provider.value_or(target_provider),
+                                             eagle.value_or(ModelSpec()));
            }),
            py::arg("target"), py::arg("draft") = py::none(),
-           py::arg("target_provider") = ProviderSpec(), py::arg("draft_provider") = py::none())
+           py::arg("target_provider") = ProviderSpec(), py::arg("draft_provider") = py::none(),
+           py::arg("eagle") = py::none())
       .def_property_readonly("has_draft", &Engine::has_draft)
+      .def_property_readonly("has_eagle", &Engine::has_eagle)
       .def_property_readonly("capacity", &Engine::capacity)
       .def("generate", &generate, py::arg("prompt"), py::arg("config") = GenConfig(),
            py::arg("on_chunk") = py::none(), py::arg("cancel") = nullptr);

@@ -1,5 +1,6 @@
 // The drafter interface: proposes up to k tokens after the committed sequence. One file per
-// drafter (drafter_ngram.cpp, drafter_model.cpp); the engine owns them through this interface.
+// drafter (drafter_ngram.cpp, drafter_model.cpp, drafter_eagle.cpp); the engine owns them through
+// this interface.
 #pragma once
 
 #include <cstdint>
@@ -41,11 +42,21 @@ class Drafter {
   virtual int default_k() const = 0;
   // Whether propose() samples and records q rows for this configuration.
   virtual bool stochastic(const GenConfig& cfg) const = 0;
+  // The target ran positions pos..pos+n-1; hidden is its hidden_states rows, float [n × H].
+  // Called (only on the active drafter, only when the target binds hidden states) after each
+  // target prefill chunk, BEFORE begin(), and after every verify forward, before on_accept().
+  // The target KV holds committed tokens only, so the rows up to pos are true features; the
+  // later rows of a verify are true only for the drafts on_accept() reports accepted.
+  virtual void on_target_features(int pos, const float* hidden, int n) {}
 };
 
 // Prompt lookup: matches the last n tokens against the prompt + generated text.
 std::unique_ptr<Drafter> make_ngram_drafter();
 // A draft ONNX model with its own KV (kept in sync with the committed sequence).
 std::unique_ptr<Drafter> make_model_drafter(std::unique_ptr<Model> draft);
+// A feature-level draft head (docs/bundle-format.md, models.eagle) drafting from the target's
+// hidden states. token_map: int32 [head vocab], draft id -> target id (validated by the engine).
+std::unique_ptr<Drafter> make_eagle_drafter(std::unique_ptr<Model> head,
+                                            std::vector<int32_t> token_map, int target_vocab);
 
 }  // namespace edgespec

@@ -5,6 +5,8 @@
 // n_past = committed − 1 returns k+1 rows; row i scores the token after d_i (d_0 = last).
 // After accepting n drafts and committing the correction/bonus token, the target is rewound to
 // committed_before + n, which again excludes only the newest token.
+// Features (eagle head): with a head, every target forward also returns its hidden rows, which
+// the active drafter receives through on_target_features (positions of the forward's rows).
 // Capacity: the committed sequence (prompt + generated) never exceeds capacity(); a step with k
 // drafts needs committed + k + 1 <= capacity, so k shrinks near the end and generation finishes
 // "length" when not even one more token fits.
@@ -42,7 +44,7 @@ std::string num(double v) {
   return s;
 }
 
-void validate_config(const GenConfig& cfg, bool has_draft) {
+void validate_config(const GenConfig& cfg, bool has_draft, bool has_eagle) {
   auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
   if (cfg.max_new_tokens < 1) fail("max_new_tokens must be >= 1, got " + num(cfg.max_new_tokens));
   if (!(cfg.temperature >= 0.0f)) fail("temperature must be >= 0, got " + num(cfg.temperature));
@@ -57,12 +59,52 @@ void validate_config(const GenConfig& cfg, bool has_draft) {
     fail("need 1 <= ngram_min <= ngram_max, got ngram_min " + num(cfg.ngram_min) + ", ngram_max " +
          num(cfg.ngram_max));
   }
-  if (cfg.drafter != "none" && cfg.drafter != "ngram" && cfg.drafter != "model") {
-    fail("unknown drafter '" + cfg.drafter + "' (expected 'none', 'ngram' or 'model')");
+  const std::string& d = cfg.drafter;
+  if (d != "none" && d != "ngram" && d != "model" && d != "eagle") {
+    fail("unknown drafter '" + d + "' (expected 'none', 'ngram', 'model' or 'eagle')");
   }
-  if (cfg.drafter == "model" && !has_draft) {
+  if (d == "model" && !has_draft) {
     fail("drafter 'model' needs a draft model, and this engine has none");
   }
+  if (d == "eagle" && !has_eagle) {
+    fail("drafter 'eagle' needs an eagle draft head, and this engine has none");
+  }
+}
+
+// token_map: exactly draft_vocab distinct target ids in [0, target_vocab).
+void validate_token_map(const std::vector<int32_t>& map, int draft_vocab, int target_vocab) {
+  auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
+  if (static_cast<int64_t>(map.size()) != draft_vocab) {
+    fail("eagle token_map has " + num(map.size()) + " entries, expected vocab_size " +
+         num(draft_vocab));
+  }
+  std::vector<int32_t> first(std::max(target_vocab, 0), -1);  // int32 [target vocab]: index or -1
+  for (size_t i = 0; i < map.size(); ++i) {
+    const int32_t t = map[i];
+    const std::string entry = "eagle token_map[" + num(i) + "] = " + num(t);
+    if (t < 0 || t >= target_vocab) {
+      fail(entry + " is outside the target vocabulary [0, " + num(target_vocab) + ")");
+    }
+    if (first[t] >= 0) fail(entry + " duplicates token_map[" + num(first[t]) + "]");
+    first[t] = static_cast<int32_t>(i);
+  }
+}
+
+// An eagle head reads the target's features: names and widths must agree.
+void validate_eagle(const ModelSpec& eagle, const ModelSpec& target) {
+  auto fail = [](const std::string& msg) { throw std::invalid_argument(msg); };
+  if (target.hidden_states.empty()) {
+    fail("an eagle head needs the target's hidden_states output, and the target spec names none");
+  }
+  if (eagle.hidden_size <= 0 || eagle.hidden_size != target.hidden_size) {
+    fail("eagle hidden_size " + num(eagle.hidden_size) + " differs from the target's " +
+         num(target.hidden_size) + " (or is not > 0)");
+  }
+  if (eagle.features.empty() || eagle.hidden_states.empty()) {
+    fail("an eagle head needs a features input and a hidden_states output, got '" + eagle.features +
+         "' and '" + eagle.hidden_states + "'");
+  }
+  validate_token_map(eagle.token_map, eagle.vocab_size, target.vocab_size);
 }
 
 void validate_prompt(const std::vector<int32_t>& prompt, int vocab, int capacity) {
@@ -101,7 +143,12 @@ double weight_bytes_ratio(const ModelSpec& draft, const ModelSpec& target) {
 
 struct Engine::Impl {
   Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec, const ProviderSpec& tp,
-       const ProviderSpec& dp);
+       const ProviderSpec& dp, const ModelSpec& eagle_spec);
+  void open_draft(const ModelSpec& draft_spec, const ModelSpec& target_spec, const ProviderSpec& dp,
+                  bool shared);
+  void open_eagle(const ModelSpec& eagle_spec, const ModelSpec& target_spec, const ProviderSpec& dp,
+                  bool shared);
+  DraftPolicy* policy_of(const Drafter* d);
 
   GenResult generate(const std::vector<int32_t>& prompt, const GenConfig& cfg,
                      const ChunkCallback& on_chunk, const std::atomic<bool>* cancel);
@@ -117,6 +164,7 @@ struct Engine::Impl {
   std::unique_ptr<Model> target;
   std::unique_ptr<Drafter> ngram;
   std::unique_ptr<Drafter> model_drafter;  // null without a draft model
+  std::unique_ptr<Drafter> eagle_drafter;  // null without an eagle head
   int vocab = 0;
   int capacity = 0;
   std::vector<int32_t> committed;  // int32 [capacity + 1] reserved: prompt + generated
@@ -127,6 +175,7 @@ struct Engine::Impl {
   DraftOut draft_out;              // [kMaxDraftTokens + 1] tokens (+ the correction/bonus token)
   DraftPolicy ngram_policy;        // cost-aware draft length; measured costs persist per engine
   DraftPolicy model_policy;
+  DraftPolicy eagle_policy;
   std::mutex busy;  // generate() is not re-entrant
 
   // Per-generation state, reset by start().
@@ -144,55 +193,82 @@ struct Engine::Impl {
 };
 
 Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
-                   const ProviderSpec& tp, const ProviderSpec& dp) {
-  // A target and a draft that alternate on the CPU share one thread pool (ort_loader.h).
-  const bool shared = !draft_spec.path.empty() && tp.name == "cpu" && dp.name == "cpu";
-  target = std::make_unique<Model>(target_spec, tp, kMaxWidth, shared);
+                   const ProviderSpec& tp, const ProviderSpec& dp, const ModelSpec& eagle_spec) {
+  const bool eagle = !eagle_spec.path.empty();
+  if (eagle) validate_eagle(eagle_spec, target_spec);
+  // A target and a draft (or head) that alternate on the CPU share one thread pool (ort_loader.h).
+  const bool shared = (!draft_spec.path.empty() || eagle) && tp.name == "cpu" && dp.name == "cpu";
+  ModelSpec t = target_spec;
+  if (!eagle) t.hidden_states.clear();  // features are read by an eagle head only
+  target = std::make_unique<Model>(t, tp, kMaxWidth, shared);
   vocab = target->vocab();
   capacity = target->capacity();
   ngram = make_ngram_drafter();
-  if (!draft_spec.path.empty()) {
-    if (draft_spec.vocab_size != target_spec.vocab_size) {
-      throw std::invalid_argument("draft vocab_size " + std::to_string(draft_spec.vocab_size) +
-                                  " differs from the target's " +
-                                  std::to_string(target_spec.vocab_size));
-    }
-    auto draft = std::make_unique<Model>(draft_spec, dp, kMaxWidth, shared);
-    capacity = std::min(capacity, draft->capacity());
-    model_drafter = make_model_drafter(std::move(draft));
-  }
+  if (!draft_spec.path.empty()) open_draft(draft_spec, target_spec, dp, shared);
+  if (eagle) open_eagle(eagle_spec, target_spec, dp, shared);
   ngram_policy.reset_costs(kMaxDraftTokens);
   model_policy.reset_costs(kMaxDraftTokens);
+  eagle_policy.reset_costs(kMaxDraftTokens);
   if (!draft_spec.path.empty())
     model_policy.set_prior_draft_cost(weight_bytes_ratio(draft_spec, target_spec));
+  if (eagle) eagle_policy.set_prior_draft_cost(weight_bytes_ratio(eagle_spec, target_spec));
   committed.reserve(static_cast<size_t>(capacity) + 1);
   verify_in.assign(kMaxDraftTokens + 1, 0);
   p_rows.assign(static_cast<size_t>(kMaxDraftTokens + 1) * vocab, 0.0f);
   scratch.assign(vocab, 0.0f);
   idx.assign(vocab, 0);
-  draft_out.reserve(kMaxDraftTokens + 1, vocab, model_drafter != nullptr);
+  const bool stochastic = model_drafter != nullptr || eagle_drafter != nullptr;
+  draft_out.reserve(kMaxDraftTokens + 1, vocab, stochastic);
   result_.tokens.reserve(capacity);
   result_.stats.accept_hist.reserve(kMaxDraftTokens + 1);
+}
+
+void Engine::Impl::open_draft(const ModelSpec& draft_spec, const ModelSpec& target_spec,
+                              const ProviderSpec& dp, bool shared) {
+  if (draft_spec.vocab_size != target_spec.vocab_size) {
+    throw std::invalid_argument("draft vocab_size " + std::to_string(draft_spec.vocab_size) +
+                                " differs from the target's " +
+                                std::to_string(target_spec.vocab_size));
+  }
+  auto draft = std::make_unique<Model>(draft_spec, dp, kMaxWidth, shared);
+  capacity = std::min(capacity, draft->capacity());
+  model_drafter = make_model_drafter(std::move(draft));
+}
+
+// The eagle head (validated by validate_eagle) on the draft provider.
+void Engine::Impl::open_eagle(const ModelSpec& eagle_spec, const ModelSpec& target_spec,
+                              const ProviderSpec& dp, bool shared) {
+  auto head = std::make_unique<Model>(eagle_spec, dp, kMaxWidth, shared);
+  capacity = std::min(capacity, head->capacity());
+  eagle_drafter = make_eagle_drafter(std::move(head), eagle_spec.token_map, target_spec.vocab_size);
+}
+
+// The cost-aware policy of a drafter (null: none).
+DraftPolicy* Engine::Impl::policy_of(const Drafter* d) {
+  if (d == nullptr) return nullptr;
+  if (d == model_drafter.get()) return &model_policy;
+  if (d == eagle_drafter.get()) return &eagle_policy;
+  return &ngram_policy;
 }
 
 void Engine::Impl::start(const std::vector<int32_t>& prompt, const GenConfig& cfg) {
   cfg_ = &cfg;
   drafter_ = cfg.drafter == "ngram"   ? ngram.get()
              : cfg.drafter == "model" ? model_drafter.get()
+             : cfg.drafter == "eagle" ? eagle_drafter.get()
                                       : nullptr;
   params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
   rng_.reseed(cfg.seed);
   k_max_ = drafter_ == nullptr        ? 0
            : cfg.num_draft_tokens > 0 ? cfg.num_draft_tokens
                                       : drafter_->default_k();
-  policy_ = drafter_ == nullptr || !cfg.adaptive ? nullptr
-            : drafter_ == model_drafter.get()    ? &model_policy
-                                                 : &ngram_policy;
-  // Prior per-position acceptance: a draft model agrees more often than a lookup match.
+  policy_ = cfg.adaptive ? policy_of(drafter_) : nullptr;
+  // Prior per-position acceptance: a draft model agrees more often than a feature-level head,
+  // which agrees more often than a lookup match.
   // Timings steer greedy decoding only: a seeded sample must not depend on them.
   if (policy_ != nullptr) {
-    policy_->reset_acceptance(k_max_, policy_ == &model_policy ? 0.7 : 0.5,
-                              cfg.temperature == 0.0f);
+    const double prior = policy_ == &model_policy ? 0.7 : policy_ == &eagle_policy ? 0.6 : 0.5;
+    policy_->reset_acceptance(k_max_, prior, cfg.temperature == 0.0f);
   }
   result_.tokens.clear();
   result_.finish_reason.clear();
@@ -208,7 +284,7 @@ GenResult Engine::Impl::generate(const std::vector<int32_t>& prompt, const GenCo
   if (!lock.owns_lock()) {
     throw std::runtime_error("Engine.generate is already running on this engine (not re-entrant)");
   }
-  validate_config(cfg, model_drafter != nullptr);
+  validate_config(cfg, model_drafter != nullptr, eagle_drafter != nullptr);
   validate_prompt(prompt, vocab, capacity);
   t0_ = Clock::now();
   on_chunk_ = on_chunk ? &on_chunk : nullptr;
@@ -231,7 +307,13 @@ GenResult Engine::Impl::generate(const std::vector<int32_t>& prompt, const GenCo
 bool Engine::Impl::prefill(const std::vector<int32_t>& prompt) {
   const auto t = Clock::now();
   target->rewind_to(0);
-  const float* row = target->prefill(prompt.data(), static_cast<int>(prompt.size()), cancel_);
+  // The drafter sees the features of each prefill chunk (eagle), before its begin().
+  HiddenFn on_hidden;
+  if (drafter_ != nullptr && target->hidden() != nullptr) {
+    on_hidden = [this](int pos, const float* h, int n) { drafter_->on_target_features(pos, h, n); };
+  }
+  const int n = static_cast<int>(prompt.size());
+  const float* row = target->prefill(prompt.data(), n, cancel_, nullptr, on_hidden);
   if (row == nullptr) {
     result_.finish_reason = "cancelled";
     return false;
@@ -295,6 +377,9 @@ void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
   const float* logits = target->forward(verify_in.data(), n_draft + 1);  // [(k+1) × vocab]
   last_verify_s_ = seconds_since(t);
   result_.stats.t_verify_s += last_verify_s_;
+  if (drafter_ != nullptr && target->hidden() != nullptr) {
+    drafter_->on_target_features(len - 1, target->hidden(), n_draft + 1);
+  }
   const int32_t* d = draft_out.tokens.data();
   if (cfg_->temperature == 0.0f) {
     *accept = spec::accept_greedy(logits, vocab, d, n_draft);
@@ -343,12 +428,14 @@ bool Engine::Impl::commit(const int32_t* tokens, int n) {
 }
 
 Engine::Engine(const ModelSpec& target, const ModelSpec& draft, const ProviderSpec& target_provider,
-               const ProviderSpec& draft_provider)
-    : impl_(std::make_unique<Impl>(target, draft, target_provider, draft_provider)) {}
+               const ProviderSpec& draft_provider, const ModelSpec& eagle)
+    : impl_(std::make_unique<Impl>(target, draft, target_provider, draft_provider, eagle)) {}
 
 Engine::~Engine() = default;
 
 bool Engine::has_draft() const { return impl_->model_drafter != nullptr; }
+
+bool Engine::has_eagle() const { return impl_->eagle_drafter != nullptr; }
 
 int Engine::capacity() const { return impl_->capacity; }
 

@@ -90,6 +90,20 @@ void expect_io(const IoMap& io, const std::string& name, ONNXTensorElementDataTy
   }
 }
 
+// The optional float32 [1, n, hidden_size] features input and hidden_states output.
+void check_feature_io(const IoMap& inputs, const IoMap& outputs, const ModelSpec& spec) {
+  const auto f32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  const std::vector<int64_t> dims = {1, -1, spec.hidden_size};
+  if (!spec.features.empty()) {
+    expect_io(inputs, spec.features, f32, "input", spec.path);
+    expect_dims(inputs, spec.features, dims, "input", spec.path);
+  }
+  if (!spec.hidden_states.empty()) {
+    expect_io(outputs, spec.hidden_states, f32, "output", spec.path);
+    expect_dims(outputs, spec.hidden_states, dims, "output", spec.path);
+  }
+}
+
 }  // namespace
 
 Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width,
@@ -104,6 +118,11 @@ Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width,
         ", capacity " + std::to_string(spec.capacity) + " must all be > 0");
   }
   if (max_width < 1) throw std::invalid_argument("max_width must be >= 1");
+  if ((!spec.features.empty() || !spec.hidden_states.empty()) && spec.hidden_size <= 0) {
+    throw std::invalid_argument("model '" + spec.path + "': hidden_size " +
+                                std::to_string(spec.hidden_size) +
+                                " must be > 0 with a features input or hidden_states output");
+  }
   float_type(spec.kv_dtype, "kv_dtype");
   float_type(spec.logits_dtype, "logits_dtype");
   ort::require_loaded();
@@ -142,15 +161,16 @@ void Model::check_io() const {
     expect_dims(inputs, past_names_[i], kv_dims, "input", m);
     expect_dims(outputs, present_names_[i], kv_dims, "output", m);
   }
+  check_feature_io(inputs, outputs, spec_);
   // Every graph input is bound by forward(): one the manifest does not name (e.g. the KV of a
   // layer beyond num_layers) would fail at the first run.
-  const size_t bound = 3 + past_names_.size();
+  const size_t bound = 3 + past_names_.size() + (spec_.features.empty() ? 0 : 1);
   if (inputs.size() != bound) {
     std::string extra;
     for (const auto& kv : inputs) {
       const auto& p = past_names_;
       const bool known = kv.first == spec_.input_ids || kv.first == spec_.seqlens_k ||
-                         kv.first == spec_.total_sequence_length ||
+                         kv.first == spec_.total_sequence_length || kv.first == spec_.features ||
                          std::find(p.begin(), p.end(), kv.first) != p.end();
       if (!known) extra += (extra.empty() ? "" : ", ") + kv.first;
     }
@@ -201,6 +221,21 @@ void Model::create_io_values() {
           Ort::Value::CreateTensor<float>(cpu_info_, logits_f32_.data(), count, logits_shape, 3));
     }
   }
+  const int64_t h = spec_.hidden_size;
+  if (!spec_.features.empty()) features_.assign(static_cast<size_t>(max_width_) * h, 0.0f);
+  if (!spec_.hidden_states.empty()) hidden_.assign(static_cast<size_t>(max_width_) * h, 0.0f);
+  for (int w = 1; w <= max_width_; ++w) {
+    const int64_t shape[3] = {1, w, h};
+    const size_t count = static_cast<size_t>(w) * h;
+    if (!features_.empty()) {
+      features_values_.push_back(
+          Ort::Value::CreateTensor<float>(cpu_info_, features_.data(), count, shape, 3));
+    }
+    if (!hidden_.empty()) {
+      hidden_values_.push_back(
+          Ort::Value::CreateTensor<float>(cpu_info_, hidden_.data(), count, shape, 3));
+    }
+  }
   const int64_t seqlens_shape[1] = {1};
   seqlens_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, seqlens_k_, 1, seqlens_shape, 1);
   total_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, total_len_, 1, nullptr, 0);
@@ -224,24 +259,40 @@ void Model::create_bindings() {
       binding.BindOutput(present_names_[i].c_str(), kv_[i]);
     }
     binding.BindOutput(spec_.logits.c_str(), logits_values_[w - 1]);
+    if (!features_.empty()) binding.BindInput(spec_.features.c_str(), features_values_[w - 1]);
+    if (!hidden_.empty()) binding.BindOutput(spec_.hidden_states.c_str(), hidden_values_[w - 1]);
     bindings_.push_back(std::move(binding));
   }
 }
 
-const float* Model::forward(const int32_t* tokens, int n) {
+// Writes the ids, the length scalars and the features of a width-n call into the bound buffers.
+void Model::write_inputs(const int32_t* tokens, int n, const float* features) {
   if (n < 1 || n > max_width_ || n_past_ + n > spec_.capacity) {
     throw std::runtime_error("Model::forward: width " + std::to_string(n) + " at n_past " +
                              std::to_string(n_past_) + " (max width " + std::to_string(max_width_) +
                              ", capacity " + std::to_string(spec_.capacity) + ")");
   }
+  if ((features != nullptr) == features_.empty()) {
+    throw std::runtime_error("model '" + spec_.path + "': forward " +
+                             (features != nullptr ? "got features, the graph takes none"
+                                                  : "needs features for '" + spec_.features + "'"));
+  }
   for (int i = 0; i < n; ++i) ids_[i] = tokens[i];
+  if (features != nullptr) {
+    std::copy_n(features, static_cast<size_t>(n) * spec_.hidden_size, features_.data());
+  }
   seqlens_k_[0] = n_past_ + n - 1;
   total_len_[0] = n_past_ + n;
+}
+
+const float* Model::forward(const int32_t* tokens, int n, const float* features) {
+  write_inputs(tokens, n, features);
   Ort::IoBinding& binding = bindings_[n - 1];
   if (on_device_) {
     // A device session copies CPU inputs at bind time: rebind the ones that changed.
     binding.BindInput(spec_.input_ids.c_str(), ids_values_[n - 1]);
     bind_small_inputs(binding);
+    if (!features_.empty()) binding.BindInput(spec_.features.c_str(), features_values_[n - 1]);
   }
   try {
     session_.Run(run_options_, binding);
@@ -250,6 +301,7 @@ const float* Model::forward(const int32_t* tokens, int n) {
   }
   if (on_device_) binding.SynchronizeOutputs();
   n_past_ += n;
+  last_width_ = n;
   if (logits_f16_.empty()) return logits_f32_.data();
   const size_t count = static_cast<size_t>(n) * spec_.vocab_size;
   for (size_t i = 0; i < count; ++i) {
@@ -258,14 +310,19 @@ const float* Model::forward(const int32_t* tokens, int n) {
   return logits_f32_.data();
 }
 
-const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool>* cancel) {
+const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool>* cancel,
+                            const float* features, const HiddenFn& on_hidden) {
   if (n < 1) throw std::runtime_error("Model::prefill: no tokens");
   const float* logits = nullptr;
   int last_width = 0;
   for (int done = 0; done < n; done += last_width) {
     if (cancel != nullptr && done > 0 && cancel->load(std::memory_order_relaxed)) return nullptr;
     last_width = std::min(max_width_, n - done);
-    logits = forward(tokens + done, last_width);
+    const int pos = n_past_;
+    const float* f =
+        features != nullptr ? features + static_cast<size_t>(done) * spec_.hidden_size : nullptr;
+    logits = forward(tokens + done, last_width, f);
+    if (on_hidden && !hidden_.empty()) on_hidden(pos, hidden_.data(), last_width);
   }
   return logits + static_cast<size_t>(last_width - 1) * spec_.vocab_size;
 }

@@ -6,6 +6,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,9 @@
 #include "edgespec/engine.h"
 
 namespace edgespec {
+
+// Receives the hidden rows of one prefill chunk: positions pos..pos+n-1, float [n × hidden_size].
+using HiddenFn = std::function<void(int pos, const float* hidden, int n)>;
 
 class Model {
  public:
@@ -26,10 +30,14 @@ class Model {
 
   // Runs tokens[0..n) at positions n_past()..n_past()+n-1 (1 <= n <= max_width(),
   // n_past() + n <= capacity()). Returns float logits [n × vocab()], valid until the next call.
-  const float* forward(const int32_t* tokens, int n);
+  // features: float [n × hidden_size()] when the graph has a features input, else nullptr.
+  const float* forward(const int32_t* tokens, int n, const float* features = nullptr);
   // Runs all n tokens in chunks of max_width(); returns the logits of the last one [vocab()].
-  // Stops early (returning nullptr) when *cancel becomes true between chunks.
-  const float* prefill(const int32_t* tokens, int n, const std::atomic<bool>* cancel = nullptr);
+  // Stops early (returning nullptr) when *cancel becomes true between chunks. features: float
+  // [n × hidden_size()] or nullptr, as in forward(). on_hidden (when set and hidden states are
+  // bound) gets each chunk's hidden rows.
+  const float* prefill(const int32_t* tokens, int n, const std::atomic<bool>* cancel = nullptr,
+                       const float* features = nullptr, const HiddenFn& on_hidden = nullptr);
   // Forgets every KV entry at positions >= n (0 <= n <= n_past()): a length change, no copy.
   void rewind_to(int n);
 
@@ -37,6 +45,11 @@ class Model {
   int capacity() const { return spec_.capacity; }
   int vocab() const { return spec_.vocab_size; }
   int max_width() const { return max_width_; }
+  int hidden_size() const { return spec_.hidden_size; }
+  // Hidden rows of the latest forward(), float [last_width() × hidden_size()], valid until the
+  // next call; nullptr when the spec binds no hidden_states output.
+  const float* hidden() const { return hidden_.empty() ? nullptr : hidden_.data(); }
+  int last_width() const { return last_width_; }
   const std::string& provider() const { return provider_; }
 
  private:
@@ -45,6 +58,7 @@ class Model {
   void create_io_values();
   void create_bindings();
   void bind_small_inputs(Ort::IoBinding& binding);
+  void write_inputs(const int32_t* tokens, int n, const float* features);
 
   ModelSpec spec_;
   int max_width_;
@@ -52,6 +66,7 @@ class Model {
   bool on_device_;        // KV lives in GPU memory; small inputs are rebound per call
   int device_id_;         // GPU ordinal for the device KV allocator
   int n_past_ = 0;
+  int last_width_ = 0;  // width of the latest forward()
   Ort::Session session_{nullptr};
   Ort::MemoryInfo cpu_info_{nullptr};
   std::unique_ptr<Ort::Allocator> device_alloc_;  // KV allocator for cuda / tensorrt
@@ -67,9 +82,14 @@ class Model {
   std::vector<uint16_t> logits_f16_;        // float16 [max_width × vocab] (fp16 graph only)
   std::vector<Ort::Value> ids_values_;      // [max_width]: w → int64 [1, w+1] over ids_
   std::vector<Ort::Value> logits_values_;   // [max_width]: w → [1, w+1, vocab] over logits
-  Ort::Value seqlens_value_{nullptr};       // int32 [1] over seqlens_k_
-  Ort::Value total_value_{nullptr};         // int32 [] over total_len_
-  std::vector<Ort::IoBinding> bindings_;    // [max_width]: w → everything bound for width w+1
+  std::vector<float> features_;             // float [max_width × hidden_size] (features input)
+  std::vector<float> hidden_;               // float [max_width × hidden_size] (hidden_states)
+  std::vector<Ort::Value>
+      features_values_;                    // [max_width]: w → [1, w+1, hidden_size] over features_
+  std::vector<Ort::Value> hidden_values_;  // [max_width]: w → [1, w+1, hidden_size] over hidden_
+  Ort::Value seqlens_value_{nullptr};      // int32 [1] over seqlens_k_
+  Ort::Value total_value_{nullptr};        // int32 [] over total_len_
+  std::vector<Ort::IoBinding> bindings_;   // [max_width]: w → everything bound for width w+1
   Ort::RunOptions run_options_{nullptr};
 };
 

@@ -13,65 +13,69 @@ namespace edgespec {
 
 // One decoder graph as described by the bundle manifest (docs/bundle-format.md).
 struct ModelSpec {
-  std::string path;                     // absolute path of model.onnx
-  int num_layers = 0;                   // decoder layers (KV buffers = 2 * num_layers)
-  int num_kv_heads = 0;                 // KV heads per layer
-  int head_dim = 0;                     // per-head size
-  int vocab_size = 0;                   // logits width
-  int capacity = 0;                     // KV slots per layer: max prompt + generated tokens
-  std::string kv_dtype = "float32";     // "float32" | "float16"
-  std::string logits_dtype = "float32"; // "float32" | "float16"
-  std::string input_ids = "input_ids";  // int64 [1, n]
-  std::string seqlens_k = "seqlens_k";  // int32 [1] = n_past + n - 1
+  std::string path;                      // absolute path of model.onnx
+  int num_layers = 0;                    // decoder layers (KV buffers = 2 * num_layers)
+  int num_kv_heads = 0;                  // KV heads per layer
+  int head_dim = 0;                      // per-head size
+  int vocab_size = 0;                    // logits width
+  int capacity = 0;                      // KV slots per layer: max prompt + generated tokens
+  std::string kv_dtype = "float32";      // "float32" | "float16"
+  std::string logits_dtype = "float32";  // "float32" | "float16"
+  std::string input_ids = "input_ids";   // int64 [1, n]
+  std::string seqlens_k = "seqlens_k";   // int32 [1] = n_past + n - 1
   std::string total_sequence_length = "total_sequence_length";  // int32 [] = n_past + n
   std::string past_key = "past_key_values.{layer}.key";         // "{layer}" is replaced
   std::string past_value = "past_key_values.{layer}.value";
   std::string present_key = "present.{layer}.key";
   std::string present_value = "present.{layer}.value";
-  std::string logits = "logits";  // [1, n, vocab_size]
+  std::string logits = "logits";   // [1, n, vocab_size]
+  int hidden_size = 0;             // feature width H (needed when features or hidden_states is set)
+  std::string features;            // input float32 [1, n, hidden_size] ("" = the graph has none)
+  std::string hidden_states;       // output float32 [1, n, hidden_size] ("" = not bound)
+  std::vector<int32_t> token_map;  // eagle head only: int32 [vocab_size], draft id -> target id
 };
 
 // Where and how a model runs.
 struct ProviderSpec {
-  std::string name = "cpu";      // "cpu" | "cuda" | "tensorrt"
-  int threads = 0;               // intra-op threads; 0 = ORT default (physical cores)
-  int device_id = 0;             // GPU ordinal for cuda / tensorrt
-  std::string trt_cache_dir;     // TensorRT engine cache directory ("" = no cache)
-  bool allow_fallback = false;   // fall back to CPU when the provider cannot load
+  std::string name = "cpu";     // "cpu" | "cuda" | "tensorrt"
+  int threads = 0;              // intra-op threads; 0 = ORT default (physical cores)
+  int device_id = 0;            // GPU ordinal for cuda / tensorrt
+  std::string trt_cache_dir;    // TensorRT engine cache directory ("" = no cache)
+  bool allow_fallback = false;  // fall back to CPU when the provider cannot load
 };
 
 // Parameters of one generation. Validated by Engine::generate (std::invalid_argument).
 struct GenConfig {
-  int max_new_tokens = 256;          // >= 1
-  float temperature = 0.0f;          // 0 = greedy; > 0 samples
-  float top_p = 1.0f;                // (0, 1]
-  int top_k = 0;                     // 0 = off
-  uint64_t seed = 0;                 // RNG seed for sampling
-  std::string drafter = "none";      // "none" | "ngram" | "model"
-  int num_draft_tokens = 0;          // max drafted tokens per step; 0 = drafter default
-  bool adaptive = true;              // adapt draft length to observed acceptance and verify cost
-  int ngram_max = 3;                 // prompt lookup: longest n-gram to match (falls back to shorter)
-  int ngram_min = 1;                 // prompt lookup: shortest n-gram to match
-  std::vector<int32_t> eos_ids;      // generation ends after committing one of these
+  int max_new_tokens = 256;      // >= 1
+  float temperature = 0.0f;      // 0 = greedy; > 0 samples
+  float top_p = 1.0f;            // (0, 1]
+  int top_k = 0;                 // 0 = off
+  uint64_t seed = 0;             // RNG seed for sampling
+  std::string drafter = "none";  // "none" | "ngram" | "model" | "eagle"
+  int num_draft_tokens = 0;      // max drafted tokens per step; 0 = drafter default
+  bool adaptive = true;          // adapt draft length to observed acceptance and verify cost
+  int ngram_max = 3;             // prompt lookup: longest n-gram to match (falls back to shorter)
+  int ngram_min = 1;             // prompt lookup: shortest n-gram to match
+  std::vector<int32_t> eos_ids;  // generation ends after committing one of these
 };
 
 struct GenStats {
-  int n_prompt = 0;                  // prompt tokens prefilled
-  int n_generated = 0;               // tokens committed (returned)
-  int n_steps = 0;                   // target verify calls after prefill
-  int n_draft = 0;                   // tokens proposed by the drafter
-  int n_accept = 0;                  // proposed tokens accepted
-  std::vector<int> accept_hist;      // accept_hist[j] = steps that accepted exactly j drafts
-  double t_prefill_s = 0;            // prefill (target + drafter) wall time
-  double t_draft_s = 0;              // time in drafter propose / catch-up
-  double t_verify_s = 0;             // time in target forward (verify) calls
-  double t_total_s = 0;              // wall time of generate()
-  double t_first_token_s = 0;        // generate() start to first committed token
+  int n_prompt = 0;              // prompt tokens prefilled
+  int n_generated = 0;           // tokens committed (returned)
+  int n_steps = 0;               // target verify calls after prefill
+  int n_draft = 0;               // tokens proposed by the drafter
+  int n_accept = 0;              // proposed tokens accepted
+  std::vector<int> accept_hist;  // accept_hist[j] = steps that accepted exactly j drafts
+  double t_prefill_s = 0;        // prefill (target + drafter) wall time
+  double t_draft_s = 0;          // time in drafter propose / catch-up
+  double t_verify_s = 0;         // time in target forward (verify) calls
+  double t_total_s = 0;          // wall time of generate()
+  double t_first_token_s = 0;    // generate() start to first committed token
 };
 
 struct GenResult {
-  std::vector<int32_t> tokens;       // committed new tokens (prompt excluded)
-  std::string finish_reason;         // "eos" | "length" | "stop" | "cancelled"
+  std::vector<int32_t> tokens;  // committed new tokens (prompt excluded)
+  std::string finish_reason;    // "eos" | "length" | "stop" | "cancelled"
   GenStats stats;
 };
 
@@ -88,15 +92,18 @@ std::vector<std::string> available_providers();
 
 class Engine {
  public:
-  // Opens the target (and the draft when draft.path is non-empty); preallocates KV buffers.
+  // Opens the target (and the draft when draft.path is non-empty, the feature-level draft head
+  // when eagle.path is non-empty: it runs on draft_provider); preallocates KV buffers. With a
+  // head, the target binds its hidden_states output (docs/bundle-format.md, models.eagle).
   Engine(const ModelSpec& target, const ModelSpec& draft, const ProviderSpec& target_provider,
-         const ProviderSpec& draft_provider);
+         const ProviderSpec& draft_provider, const ModelSpec& eagle = ModelSpec());
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   bool has_draft() const;
-  int capacity() const;  // min of target and draft capacity
+  bool has_eagle() const;
+  int capacity() const;  // min of target, draft and eagle head capacity
 
   // Runs one generation from scratch (KV state reset). `cancel` may be flipped by any thread;
   // generation stops at the next step boundary with finish_reason "cancelled".

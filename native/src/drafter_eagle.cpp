@@ -1,0 +1,152 @@
+// Feature-level draft head (EAGLE-style; docs/bundle-format.md, models.eagle).
+//
+// Head position p consumes (t_{p+1}, f_p), f_p the target's feature at position p, and predicts
+// f^_{p+1} and the logits of t_{p+2} over the draft vocabulary (token_map: draft id -> target id).
+// State: a feature store [capacity × H] indexed by position, filled by on_target_features();
+// positions 0..n_true_-1 of it hold TRUE features (their tokens are committed: the rows of a verify
+// past its first one are true only once on_accept() says they were accepted). The head KV holds
+// m_ positions, all computed from true features and committed tokens.
+// propose(committed, k), L = committed length (true features cover 0..L-2): rewind the head to
+// m_, catch up over positions m_..L-2 (t_{p+1} = committed[p+1], f_p from the store); the last
+// row gives d_1 and f^_{L-1}; d_{i+1} comes from feeding (d_i, f^) at the next position. Then
+// m_ = L-1: the positions fed with predicted features are forgotten at the next rewind.
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "drafter.h"
+#include "model.h"
+#include "spec_math.h"
+
+namespace edgespec {
+namespace {
+
+class EagleDrafter final : public Drafter {
+ public:
+  EagleDrafter(std::unique_ptr<Model> head, std::vector<int32_t> token_map, int target_vocab)
+      : head_(std::move(head)),
+        map_(std::move(token_map)),
+        target_vocab_(target_vocab),
+        h_(head_->hidden_size()),
+        store_(static_cast<size_t>(head_->capacity()) * h_, 0.0f),
+        q_draft_(head_->vocab(), 0.0f),
+        idx_(head_->vocab(), 0) {
+    if (head_->hidden() == nullptr || h_ <= 0) {
+      throw std::invalid_argument("eagle head: hidden_states output and hidden_size are required");
+    }
+    if (static_cast<int>(map_.size()) != head_->vocab()) {
+      throw std::invalid_argument("eagle token_map has " + std::to_string(map_.size()) +
+                                  " entries, the head's vocab_size is " +
+                                  std::to_string(head_->vocab()));
+    }
+  }
+
+  // Called after the target prefill delivered the prompt's features: the head catches up over
+  // positions 0..P-2 (all true).
+  void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) override {
+    greedy_ = cfg.temperature == 0.0f;
+    params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
+    rng_.reseed(cfg.seed ^ 0x9e3779b97f4a7c15ULL);  // a stream independent of the target's
+    const int len = static_cast<int>(prompt.size());
+    if (n_written_ != len) {
+      throw std::runtime_error("eagle drafter: the target's features cover " +
+                               std::to_string(n_written_) + " positions, the prompt has " +
+                               std::to_string(len));
+    }
+    n_true_ = len;
+    head_->rewind_to(0);
+    m_ = 0;
+    if (len >= 2) head_->prefill(prompt.data() + 1, len - 1, nullptr, store_.data());
+    m_ = len - 1;
+  }
+
+  int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
+    const int len = static_cast<int>(committed.size());
+    const float* logits = catch_up(committed.data(), len);  // [vocab] of position L-2
+    out.has_q = !greedy_;
+    for (int i = 0; i < k; ++i) {
+      const int32_t d = choose(logits, i, out);
+      out.tokens[i] = d;
+      if (i + 1 < k) {
+        // f^ of the latest row; forward() copies it into its features buffer before running.
+        const float* f_hat = head_->hidden() + static_cast<size_t>(head_->last_width() - 1) * h_;
+        logits = head_->forward(&d, 1, f_hat);
+      }
+    }
+    out.n = k;
+    return k;
+  }
+
+  void on_accept(int n_accept) override {
+    // Rows 0..n_accept of the latest verify (positions pos .. pos+n_accept) are true.
+    n_true_ = std::min(verify_pos_ + 1 + n_accept, n_written_);
+    head_->rewind_to(m_);
+  }
+
+  void on_target_features(int pos, const float* hidden, int n) override {
+    if (pos < 0 || n < 1 || pos > n_written_ || pos + n > head_->capacity()) {
+      throw std::runtime_error("eagle drafter: target features at positions " +
+                               std::to_string(pos) + ".." + std::to_string(pos + n - 1) +
+                               " (written up to " + std::to_string(n_written_) + ", capacity " +
+                               std::to_string(head_->capacity()) + ")");
+    }
+    std::copy_n(hidden, static_cast<size_t>(n) * h_, store_.data() + static_cast<size_t>(pos) * h_);
+    n_written_ = pos + n;
+    n_true_ = pos + 1;  // the target KV holds committed tokens only; rows past the first pend
+    verify_pos_ = pos;
+  }
+
+  int default_k() const override { return 4; }
+  bool stochastic(const GenConfig& cfg) const override { return cfg.temperature > 0.0f; }
+
+ private:
+  // Runs the head over positions m_..len-2 with true features; returns the last logits row.
+  const float* catch_up(const int32_t* committed, int len) {
+    if (n_true_ < len - 1 || m_ > len - 2) {
+      throw std::runtime_error("eagle drafter: committed length " + std::to_string(len) +
+                               " with true features for " + std::to_string(n_true_) +
+                               " positions and " + std::to_string(m_) + " head positions");
+    }
+    head_->rewind_to(m_);
+    const float* f = store_.data() + static_cast<size_t>(m_) * h_;
+    const float* row = head_->prefill(committed + m_ + 1, len - 1 - m_, nullptr, f);
+    m_ = len - 1;
+    return row;
+  }
+
+  // d_i from a draft-vocabulary logits row: argmax (greedy), or a sample of q_i, the processed
+  // draft distribution scattered into target ids (out.q row i, float [target_vocab]).
+  int32_t choose(const float* row, int i, DraftOut& out) {
+    const int dv = head_->vocab();
+    if (greedy_) return map_[spec::argmax(row, dv)];
+    spec::process_logits(row, dv, params_, q_draft_.data(), idx_.data());
+    float* q = out.q.data() + static_cast<size_t>(i) * target_vocab_;
+    std::fill_n(q, target_vocab_, 0.0f);
+    for (int v = 0; v < dv; ++v) q[map_[v]] = q_draft_[v];
+    return map_[spec::sample(q_draft_.data(), dv, rng_)];
+  }
+
+  std::unique_ptr<Model> head_;
+  std::vector<int32_t> map_;    // int32 [draft vocab]: draft id -> target id
+  int target_vocab_;            // width of a q row
+  int h_;                       // feature width H
+  std::vector<float> store_;    // float [capacity × H]: target feature of each position
+  std::vector<float> q_draft_;  // float [draft vocab]: processed draft distribution
+  std::vector<int32_t> idx_;    // int32 [draft vocab]: process_logits scratch
+  spec::SamplingParams params_;
+  spec::Rng rng_;
+  bool greedy_ = true;
+  int n_written_ = 0;   // store rows 0..n_written_-1 were written this generation
+  int n_true_ = 0;      // store rows 0..n_true_-1 are true features
+  int verify_pos_ = 0;  // first position of the latest on_target_features()
+  int m_ = 0;           // head KV positions computed from true features
+};
+
+}  // namespace
+
+std::unique_ptr<Drafter> make_eagle_drafter(std::unique_ptr<Model> head,
+                                            std::vector<int32_t> token_map, int target_vocab) {
+  return std::make_unique<EagleDrafter>(std::move(head), std::move(token_map), target_vocab);
+}
+
+}  // namespace edgespec
