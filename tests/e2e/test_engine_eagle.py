@@ -1,0 +1,450 @@
+"""Drafter "eagle" (the feature-level draft head, docs/bundle-format.md) through the native engine.
+
+The tiny bundle gets an untrained head (edgespec.export.eagle_graph.add_random_eagle: a reduced
+draft vocabulary of 300 of the 512 target ids; fc starts as "take the token's embedding", so the
+head leans towards what the target's final norm and head make of the last token). Greedy output
+must be token-identical to plain decoding for every draft length, adaptive or not, on prompts that
+cross the 64-token prefill chunk; sampling is seeded and, on a peaked near-bigram target whose
+features the head predicts well, follows the target's distribution (two-sample chi-square per
+position, as in test_sampling_dist.py). Construction errors name the bad value.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgespec  # noqa: F401  (loads ORT into the native module)
+from edgespec import _native
+
+DRAFT_VOCAB = 300
+
+
+def target_spec(bundle: Path, hidden_states: bool = True) -> _native.ModelSpec:
+    """The target's ModelSpec; with `hidden_states`, binding its feature output."""
+    from test_engine import model_spec
+
+    spec = model_spec(bundle)
+    if hidden_states:
+        m = json.loads((bundle / "edgespec.json").read_text())["models"]["target"]
+        spec.hidden_size = m["hidden_size"]
+        spec.hidden_states = m["outputs"]["hidden_states"]
+    return spec
+
+
+def eagle_spec(bundle: Path) -> _native.ModelSpec:
+    """The head's ModelSpec straight from the manifest's models.eagle and token_map.bin."""
+    from test_engine import model_spec
+
+    m = json.loads((bundle / "edgespec.json").read_text())["models"]["eagle"]
+    spec = model_spec(bundle, "eagle")
+    spec.hidden_size = m["hidden_size"]
+    spec.features = m["inputs"]["features"]
+    spec.hidden_states = m["outputs"]["hidden_states"]
+    spec.token_map = np.fromfile(bundle / m["token_map"], dtype="<i4").tolist()
+    return spec
+
+
+def cpu() -> _native.ProviderSpec:
+    return _native.ProviderSpec(name="cpu", threads=1)
+
+
+def config(**kw) -> _native.GenConfig:
+    kw.setdefault("max_new_tokens", 40)
+    return _native.GenConfig(**kw)
+
+
+def with_random_eagle(src: Path, dst: Path, seed: int = 0) -> Path:
+    from edgespec.export.eagle_graph import add_random_eagle
+
+    shutil.copytree(src, dst)
+    add_random_eagle(dst, draft_vocab=DRAFT_VOCAB, seed=seed)
+    return dst
+
+
+def with_feature_eagle(src: Path, dst: Path, seed: int = 1) -> Path:
+    """A copy of `src` with an untrained head whose drafts depend on the features and on its KV:
+    fc = [I, 0.2 I] (+ noise), attention weights of scale 0.1, the target's final norm and head
+    rows; the token map leaves every 7th id out. On a near-bigram target it still drafts well
+    (f_{p+1} ~ norm(embed(t_{p+1}))), and a feature off by one position, or keeping the head KV
+    computed from its own predicted features, changes its drafts (checked by mutating
+    simulate_greedy_eagle: 32 and 10 of the 40 peaked-target runs below differ)."""
+    from edgespec.export import eagle_graph as eg
+
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "edgespec.json").read_text())
+    target = manifest["models"]["target"]
+    t = eg._target_tensors(dst, target)
+    vocab, h = t["embed"].shape
+    hd, nq, nkv = target["head_dim"], target["num_heads"], target["num_kv_heads"]
+    cfg = eg.head_config(eg.target_arch(target, 2 * h, 10000.0, 1e-5), DRAFT_VOCAB)
+    rng = np.random.default_rng(seed)
+    token_map = np.array([i for i in range(vocab) if i % 7 != 3][:DRAFT_VOCAB], np.int32)
+    rand = lambda scale, *shape: (rng.standard_normal(shape) * scale).astype(np.float32)  # noqa: E731
+    eye = np.eye(h, dtype=np.float32)
+    layer = eg.LAYER
+    weights = {
+        "model.embed_tokens.weight": t["embed"],
+        "fc.weight": np.concatenate([eye, 0.2 * eye], 1) + rand(0.02, h, 2 * h),
+        f"{layer}.input_layernorm.weight": np.ones(h, np.float32),
+        f"{layer}.self_attn.q_proj.weight": rand(0.1, nq * hd, h),
+        f"{layer}.self_attn.k_proj.weight": rand(0.1, nkv * hd, h),
+        f"{layer}.self_attn.v_proj.weight": rand(0.1, nkv * hd, h),
+        f"{layer}.self_attn.o_proj.weight": rand(0.1, h, nq * hd),
+        f"{layer}.post_attention_layernorm.weight": np.ones(h, np.float32),
+        f"{layer}.mlp.gate_proj.weight": rand(0.02, 2 * h, h),
+        f"{layer}.mlp.up_proj.weight": rand(0.02, 2 * h, h),
+        f"{layer}.mlp.down_proj.weight": rand(0.02, h, 2 * h),
+        "model.norm.weight": t["norm"],
+        "lm_head.weight": t["head"][token_map],
+    }
+    eg.write_eagle(dst, cfg, weights, token_map, {"kind": "test", "seed": seed}, force=True)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def eagle_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    return with_random_eagle(tiny_bundle, tmp_path_factory.mktemp("eagle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def engine(eagle_bundle) -> _native.Engine:
+    return _native.Engine(
+        target_spec(eagle_bundle), None, cpu(), cpu(), eagle=eagle_spec(eagle_bundle)
+    )
+
+
+@pytest.fixture(scope="module")
+def prompts(eagle_bundle) -> list[list[int]]:
+    from test_engine import make_prompts
+
+    return make_prompts(target_spec(eagle_bundle).vocab_size)
+
+
+@pytest.fixture(scope="module")
+def reference(eagle_bundle, prompts) -> list[list[int]]:
+    """Greedy plain decoding on an engine that binds no features: what "eagle" must reproduce."""
+    plain = _native.Engine(target_spec(eagle_bundle, hidden_states=False), None, cpu())
+    out = []
+    for p in prompts:
+        r = plain.generate(p, config(drafter="none"))
+        assert r.finish_reason == "length" and len(r.tokens) == 40
+        out.append(list(r.tokens))
+    return out
+
+
+def check_stats(r, prompt, k_max: int | None = None) -> None:
+    st = r.stats
+    assert st.n_generated == len(r.tokens) and st.n_prompt == len(prompt)
+    assert sum(st.accept_hist) == st.n_steps
+    assert sum(j * c for j, c in enumerate(st.accept_hist)) == st.n_accept <= st.n_draft
+    assert st.n_steps + st.n_accept == st.n_generated - 1  # one prefill token + 1 per step
+    if k_max is not None:
+        assert st.n_draft <= k_max * st.n_steps and len(st.accept_hist) == k_max + 1
+
+
+# ---------------------------------------------------------------- losslessness
+
+
+def test_engine_has_the_head(engine, eagle_bundle):
+    assert engine.has_eagle and not engine.has_draft
+    assert engine.capacity == target_spec(eagle_bundle).capacity
+    assert len(eagle_spec(eagle_bundle).token_map) == DRAFT_VOCAB
+
+
+def test_features_output_does_not_change_plain_decoding(engine, prompts, reference):
+    for p, want in zip(prompts, reference, strict=True):
+        assert list(engine.generate(p, config(drafter="none")).tokens) == want
+
+
+_ACCEPTED: dict[str, int] = {}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        dict(num_draft_tokens=1),
+        dict(num_draft_tokens=1, adaptive=False),
+        dict(num_draft_tokens=3),
+        dict(num_draft_tokens=3, adaptive=False),
+        dict(num_draft_tokens=8),
+        dict(num_draft_tokens=8, adaptive=False),
+    ],
+    ids=lambda e: "-".join(f"{k}={v}" for k, v in e.items()) or "default",
+)
+def test_greedy_eagle_equals_plain(engine, prompts, reference, extra):
+    accepted = drafted = 0
+    for p, want in zip(prompts, reference, strict=True):
+        r = engine.generate(p, config(drafter="eagle", **extra))
+        assert list(r.tokens) == want, p
+        check_stats(r, p, extra.get("num_draft_tokens", 4))
+        accepted += r.stats.n_accept
+        drafted += r.stats.n_draft
+    print(f"eagle {extra}: accepted {accepted}/{drafted}")
+    if not extra.get("adaptive", True):
+        assert drafted > 0
+    _ACCEPTED[str(extra)] = accepted
+
+
+def test_the_head_gets_drafts_accepted_on_a_peaked_target(peaked, prompts):
+    """On the near-bigram target, what the untrained head computes is close to the target's own
+    next feature: a good share of the drafts is accepted, at depth > 1 too."""
+    _, eng, _ = peaked
+    drafted = accepted = deep = 0
+    for p in prompts:
+        r = eng.generate(p, config(drafter="eagle", num_draft_tokens=3, adaptive=False))
+        check_stats(r, p, 3)
+        drafted += r.stats.n_draft
+        accepted += r.stats.n_accept
+        deep += sum(r.stats.accept_hist[2:])
+    print(f"peaked target, k=3: accepted {accepted}/{drafted}, steps accepting >= 2: {deep}")
+    assert accepted >= drafted // 20 and deep > 0
+
+
+def simulate_greedy_eagle(bundle: Path, prompt: list[int], k: int, max_new: int = 40):
+    """(tokens, accept_hist) of greedy drafter "eagle" with a fixed k, re-implemented in Python
+    over the exported graphs (edgespec.export.verify) with the engine's call pattern: 64-token
+    chunks, head catch-up over m..L-2 with TRUE features, drafts fed with the head's own
+    features, only the accepted rows of a verify kept as true features."""
+    from edgespec.export.verify import SharedKVDecoder
+
+    models = json.loads((bundle / "edgespec.json").read_text())["models"]
+    target = SharedKVDecoder(bundle / models["target"]["path"], models["target"])
+    head = SharedKVDecoder(bundle / models["eagle"]["path"], models["eagle"])
+    token_map = np.fromfile(bundle / models["eagle"]["token_map"], dtype="<i4")
+    cap, p_len = models["target"]["capacity"], len(prompt)
+    feats = np.zeros((cap, models["target"]["hidden_size"]), np.float32)  # [capacity, H]
+
+    def run(model, ids, pos, f=None):  # chunks of 64; last (logits row, hidden row)
+        for s in range(0, len(ids), 64):
+            chunk = None if f is None else f[s : s + 64]
+            logits, hid = model.forward(ids[s : s + 64], pos + s, hidden=True, features=chunk)
+            if f is None:
+                feats[pos + s : pos + s + len(hid)] = hid
+        return logits, hid
+
+    seq = list(prompt)
+    logits, _ = run(target, seq, 0)
+    seq.append(int(np.argmax(logits[-1])))
+    m = 0
+    if p_len >= 2:
+        run(head, seq[1:p_len], 0, feats[: p_len - 1])
+        m = p_len - 1
+    hist = [0] * (k + 1)
+    while len(seq) - p_len < max_new:
+        n_len = len(seq)
+        kk = min(k, cap - n_len - 1, max_new - (n_len - p_len) - 1)
+        drafts: list[int] = []
+        if kk > 0:
+            logits, hid = run(head, seq[m + 1 : n_len], m, feats[m : n_len - 1])
+            m = n_len - 1
+            for i in range(kk):
+                drafts.append(int(token_map[np.argmax(logits[-1])]))
+                if i + 1 < kk:
+                    logits, hid = head.forward([drafts[-1]], m + i, True, hid[-1:])
+        logits, hid = target.forward([seq[-1], *drafts], n_len - 1, hidden=True)
+        n = 0
+        while n < kk and drafts[n] == int(np.argmax(logits[n])):
+            n += 1
+        feats[n_len - 1 : n_len + n] = hid[: n + 1]  # the accepted rows only
+        seq += [*drafts[:n], int(np.argmax(logits[n]))]
+        hist[n] += 1
+    return seq[p_len:], hist
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("which", ["tiny", "peaked"])
+def test_engine_matches_a_python_reference_head(engine, eagle_bundle, peaked, prompts, which, k):
+    """Same tokens AND the same accept histogram as the Python re-implementation: the engine
+    feeds the head the right features at the right positions (on the peaked target, steps
+    accept several drafts, so the head's own features are exercised too)."""
+    pytest.importorskip("onnxruntime")
+    bundle, eng = (eagle_bundle, engine) if which == "tiny" else peaked[:2]
+    deep = 0
+    for i in range(0, len(prompts), 1 if which == "peaked" else 3):
+        want, hist = simulate_greedy_eagle(bundle, prompts[i], k)
+        r = eng.generate(prompts[i], config(drafter="eagle", num_draft_tokens=k, adaptive=False))
+        assert list(r.tokens) == want and list(r.stats.accept_hist) == hist, (i, hist)
+        deep += sum(hist[2:])
+    if which == "peaked" and k > 1:
+        assert deep > 0, "no step accepted two drafts: the predicted-feature path is untested"
+
+
+def test_drafters_interleaved_on_one_engine(engine, prompts, reference):
+    """Each generation starts from a clean state whichever drafter ran before."""
+    for i in (0, 9, 3, 15, 8):
+        for drafter in ("eagle", "ngram", "none", "eagle"):
+            r = engine.generate(prompts[i], config(drafter=drafter))
+            assert list(r.tokens) == reference[i], (i, drafter)
+
+
+def test_top_k_one_sampling_equals_greedy(engine, prompts, reference):
+    for p, want in list(zip(prompts, reference, strict=True))[::3]:
+        r = engine.generate(p, config(drafter="eagle", temperature=0.8, top_k=1, seed=3))
+        assert list(r.tokens) == want, p
+
+
+# ---------------------------------------------------------------- stop conditions
+
+
+@pytest.mark.parametrize("max_new", [1, 2, 5, 17])
+def test_max_new_tokens(engine, prompts, reference, max_new):
+    chunks: list[list[int]] = []
+    r = engine.generate(
+        prompts[-3], config(drafter="eagle", max_new_tokens=max_new), lambda c: chunks.append(c)
+    )
+    assert r.finish_reason == "length" and list(r.tokens) == reference[-3][:max_new]
+    assert sum(chunks, []) == list(r.tokens)
+
+
+def test_capacity_reached_finishes_length(engine, eagle_bundle):
+    cap = engine.capacity
+    rng = np.random.default_rng(9)
+    base = rng.integers(0, target_spec(eagle_bundle).vocab_size, 4).tolist()
+    prompt = (base * cap)[: cap - 12]
+    plain = engine.generate(prompt, config(drafter="none", max_new_tokens=100))
+    assert plain.finish_reason == "length" and len(plain.tokens) == 12
+    for k in (1, 8):
+        r = engine.generate(
+            prompt, config(drafter="eagle", max_new_tokens=100, num_draft_tokens=k, adaptive=False)
+        )
+        assert r.finish_reason == "length" and list(r.tokens) == list(plain.tokens)
+    last = engine.generate(prompt[:1] * (cap - 1), config(drafter="eagle", max_new_tokens=5))
+    assert len(last.tokens) == 1 and last.finish_reason == "length"
+
+
+def test_eos_and_callback_exception(engine, prompts, reference):
+    want = reference[6]
+    r = engine.generate(prompts[6], config(drafter="eagle", eos_ids=[want[7]]))
+    assert r.finish_reason == "eos" and list(r.tokens) == want[: want.index(want[7]) + 1]
+
+    def boom(tokens):
+        raise KeyError("from the callback")
+
+    with pytest.raises(KeyError):
+        engine.generate(prompts[-1], config(drafter="eagle"), boom)
+    assert list(engine.generate(prompts[8], config(drafter="eagle")).tokens) == reference[8]
+
+
+def test_cancelled_prefill_then_clean_generation(engine, prompts, reference):
+    token = _native.CancelToken()
+    token.cancel()
+    r = engine.generate(prompts[9], config(drafter="eagle"), None, token)  # 150 tokens: 3 chunks
+    assert r.finish_reason == "cancelled" and not r.tokens
+    assert list(engine.generate(prompts[7], config(drafter="eagle")).tokens) == reference[7]
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_sampling_is_seeded(engine, prompts):
+    cfg = config(drafter="eagle", temperature=1.0, top_p=0.9, seed=42)
+    a = engine.generate(prompts[5], cfg).tokens
+    b = engine.generate(prompts[5], cfg).tokens
+    cfg.seed = 43
+    c = engine.generate(prompts[5], cfg).tokens
+    assert a == b and len(a) == 40
+    assert a != c
+
+
+@pytest.fixture(scope="module")
+def peaked(tmp_path_factory, tiny_tokenizer_json) -> tuple[Path, _native.Engine, list[int]]:
+    """The near-bigram peaked target of test_sampling_dist.py with a random head, and a prompt.
+    Its layers barely matter, so f_{p+1} ~ norm(embed(t_{p+1})): what the head computes."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from conftest import _export
+    from test_sampling_dist import _models
+
+    root = tmp_path_factory.mktemp("eagle_dist")
+    hf = _models(root, tiny_tokenizer_json)
+    bundle = with_feature_eagle(_export(hf["target"], root / "exported"), root / "bundle")
+    engine = _native.Engine(target_spec(bundle), None, cpu(), cpu(), eagle=eagle_spec(bundle))
+    greedy = list(engine.generate([5], config(max_new_tokens=16)).tokens)
+    return bundle, engine, [5, *greedy, 5, *greedy[:6]]
+
+
+@pytest.mark.parametrize("setting_name", ["T1.0", "T0.7-topk20", "T1.2-topp0.8"])
+def test_speculative_sampling_matches_plain(peaked, setting_name):
+    from test_sampling_dist import (
+        ALPHA,
+        PLAIN_SEEDS,
+        SETTINGS,
+        SPEC_SEEDS,
+        N,
+        fmt,
+        positions_report,
+        sample,
+    )
+
+    _, engine, prompt = peaked
+    setting = SETTINGS[setting_name]
+    base, _ = sample(engine, prompt, "none", setting, PLAIN_SEEDS)
+    got, (drafted, accepted, runs_drafting) = sample(engine, prompt, "eagle", setting, SPEC_SEEDS)
+    report = positions_report(base, got)
+    print(f"eagle {setting_name}: drafted {drafted} accepted {accepted}; {fmt(report)}")
+    assert runs_drafting >= N // 10, runs_drafting
+    assert accepted >= 20 and drafted - accepted >= 200, (drafted, accepted)
+    assert all(p >= ALPHA for _, _, p in report), fmt(report)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_eagle_drafter_without_a_head(eagle_bundle, prompts, reference):
+    plain = _native.Engine(target_spec(eagle_bundle, hidden_states=False), None, cpu())
+    assert not plain.has_eagle
+    with pytest.raises(ValueError, match="eagle"):
+        plain.generate([1, 2], config(drafter="eagle"))
+    assert list(plain.generate(prompts[2], config()).tokens) == reference[2]
+
+
+def _engine_with(bundle: Path, target=None, **eagle_changes) -> _native.Engine:
+    head = eagle_spec(bundle)
+    for key, value in eagle_changes.items():
+        setattr(head, key, value)
+    return _native.Engine(target or target_spec(bundle), None, cpu(), cpu(), eagle=head)
+
+
+def test_token_map_errors(eagle_bundle):
+    good = eagle_spec(eagle_bundle).token_map
+    vocab = target_spec(eagle_bundle).vocab_size
+    with pytest.raises(ValueError, match=f"token_map has {DRAFT_VOCAB - 1} entries.*{DRAFT_VOCAB}"):
+        _engine_with(eagle_bundle, token_map=good[:-1])
+    dup = list(good)
+    dup[7] = dup[3]
+    with pytest.raises(ValueError, match=rf"token_map\[7\] = {dup[3]} duplicates token_map\[3\]"):
+        _engine_with(eagle_bundle, token_map=dup)
+    for bad in (vocab, -1):
+        wrong = list(good)
+        wrong[5] = bad
+        with pytest.raises(ValueError, match=rf"token_map\[5\] = {bad} is outside.*{vocab}"):
+            _engine_with(eagle_bundle, token_map=wrong)
+
+
+def test_target_and_head_mismatches(eagle_bundle):
+    with pytest.raises(ValueError, match="hidden_states"):
+        _engine_with(eagle_bundle, target=target_spec(eagle_bundle, hidden_states=False))
+    t = target_spec(eagle_bundle)
+    h = t.hidden_size
+    with pytest.raises(ValueError, match=f"hidden_size {h + 1}.*{h}"):
+        _engine_with(eagle_bundle, hidden_size=h + 1)
+    with pytest.raises(ValueError, match="features"):
+        _engine_with(eagle_bundle, features="")
+    with pytest.raises(RuntimeError, match="feats"):
+        _engine_with(eagle_bundle, features="feats")  # the graph has no such input
+    t.hidden_states = "hidden"
+    with pytest.raises(RuntimeError, match="hidden"):
+        _engine_with(eagle_bundle, target=t)  # the graph has no such output
+
+
+def test_spec_fields_roundtrip():
+    spec = _native.ModelSpec(hidden_size=8, features="f", hidden_states="h", token_map=[3, 1])
+    assert (spec.hidden_size, spec.features, spec.hidden_states) == (8, "f", "h")
+    assert spec.token_map == [3, 1]
+    assert _native.ModelSpec().hidden_states == "" and _native.ModelSpec().token_map == []
