@@ -6,11 +6,15 @@ norm and head, so that drafts are accepted often but not always) are exported to
 100 varied prompts (random token strings, repetitive text, prompts longer than the 64-token
 prefill chunk, very short ones) every drafter must produce exactly the tokens of plain decoding
 (drafter "none"), with default settings and with num_draft_tokens 1 / 3 / 8, adaptive on and off.
+Drafter "eagle" runs on a copy of each bundle with an untrained draft head
+(edgespec.export.eagle_graph.add_random_eagle: few of its drafts are accepted, so only the
+identity is asserted).
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -165,3 +169,34 @@ def test_draft_lengths_and_adaptive_equal_plain(arch_session, prompts, plain, dr
         )
         assert r.tokens == plain[p], (arch, drafter, k, adaptive, p)
         assert r.stats.drafted <= k * max(r.stats.steps, 1)
+
+
+@pytest.fixture(scope="module")
+def eagle_session(arch_session, tmp_path_factory):
+    """(arch, Session over a copy of the arch bundle with an untrained draft head)."""
+    from edgespec.export.eagle_graph import add_random_eagle
+
+    arch, s = arch_session
+    bundle = tmp_path_factory.mktemp(f"lossless_eagle_{arch}") / "bundle"
+    shutil.copytree(s.bundle.root, bundle)
+    add_random_eagle(bundle, draft_vocab=300, seed=sorted(ARCHS).index(arch))
+    with Session(bundle, threads=1) as e:
+        assert e.has_eagle
+        yield arch, e
+
+
+@pytest.mark.parametrize(
+    ("k", "adaptive"), [(0, True)] + [(k, a) for k in (1, 3, 8) for a in (True, False)]
+)
+def test_eagle_equals_plain(eagle_session, prompts, plain, k, adaptive):
+    arch, s = eagle_session
+    accepted = drafted = 0
+    for p in prompts:
+        r = s.generate(
+            p, max_new_tokens=NEW_TOKENS, drafter="eagle", num_draft_tokens=k, adaptive=adaptive
+        )
+        assert r.tokens == plain[p], (arch, "eagle", k, adaptive, p)
+        assert r.stats.accepted <= r.stats.drafted <= (k or 4) * max(r.stats.steps, 1)
+        accepted += r.stats.accepted
+        drafted += r.stats.drafted
+    print(f"{arch} eagle k={k} adaptive={adaptive}: accepted {accepted}/{drafted}")
