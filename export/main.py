@@ -101,7 +101,8 @@ def run_export(args: argparse.Namespace) -> Path:
         draft = ModelSpec(loaded, _options(args, args.self_draft), source)
     elif args.draft or args.draft_gguf:
         draft_opts = _options(args, args.draft_precision or args.precision)
-        draft = ModelSpec(load_model(args.draft, args.draft_gguf), draft_opts)
+        draft_src = str(Path(args.draft or args.draft_gguf).absolute())
+        draft = ModelSpec(load_model(args.draft, args.draft_gguf), draft_opts, draft_src)
     path = write_bundle(out, target, draft, force=args.force, progress=progress)
     if progress:
         print(f"wrote {path}")

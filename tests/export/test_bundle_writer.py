@@ -25,6 +25,7 @@ MODEL_KEYS = {
     "architecture",
     "precision",
     "source",
+    "source_path",
     "num_layers",
     "num_heads",
     "num_kv_heads",
@@ -53,6 +54,7 @@ def test_tiny_bundle_manifest(tiny_bundle, tiny_tokenizer_json):
     assert m["created_by"].startswith("edgespec ")
     t = m["models"]["target"]
     assert set(t) == MODEL_KEYS and "draft" not in m["models"]
+    assert Path(t["source_path"]).is_absolute() and Path(t["source_path"]).exists()
     assert (t["architecture"], t["precision"], t["kv_dtype"], t["kv_layout"]) == (
         "llama",
         "fp32",
