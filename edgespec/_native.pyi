@@ -32,6 +32,7 @@ class ModelSpec:
     present_key: str
     present_value: str
     logits: str
+    logits_to_keep: str
     hidden_size: int
     features: str  # input float32 [1, n, hidden_size]; "" = the graph has none
     hidden_states: str  # output float32 [1, n, hidden_size]; "" = not bound

@@ -62,6 +62,8 @@ class ModelInfo:
             }
         if self.role == "eagle":
             extra.update(features=self.inputs["features"], token_map=list(self.token_map))
+        if "logits_to_keep" in self.inputs:  # optional: prefill computes one logits row
+            extra["logits_to_keep"] = self.inputs["logits_to_keep"]
         return {
             **extra,
             "path": str(self.path),

@@ -89,7 +89,8 @@ def check_head_weights(cfg: ArchConfig, weights: dict[str, np.ndarray], target_v
 def build_eagle_graph(cfg: ArchConfig, weights: dict[str, np.ndarray], capacity: int):
     """The head graph (weights inline) for `cfg` (see head_config) and float32 `weights`."""
     model = LoadedModel(cfg, dict(weights), tokenizer=None, source="eagle head")  # type: ignore[arg-type]
-    b = _Builder(model, GraphOptions(precision="fp32", capacity=capacity))
+    opts = GraphOptions(precision="fp32", capacity=capacity, logits_to_keep=False)
+    b = _Builder(model, opts)
     from .graph_rope import rope_caches
 
     cos_np, sin_np = rope_caches(cfg, capacity)  # [capacity, D/2] each

@@ -42,6 +42,9 @@ IO_NAMES = {
 }
 
 
+LOGITS_TO_KEEP = "logits_to_keep"  # optional input (manifest inputs.logits_to_keep)
+
+
 @dataclass(frozen=True)
 class GraphOptions:
     precision: str = "fp32"  # fp32 | fp16 | int8 | int4
@@ -49,6 +52,7 @@ class GraphOptions:
     block_size: int = 32  # MatMulNBits block size for weights quantized here
     accuracy_level: int = 4  # MatMulNBits accuracy_level (4 = int8 activations on CPU)
     hidden_states: bool = True  # expose the final-norm output as an extra graph output
+    logits_to_keep: bool = True  # int64 [1] input: logits for the last k rows only (prefill: 1)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -326,6 +330,15 @@ class _Builder:
         (y3,) = self.node("Reshape", [y, back], "lm_head/logits")  # [1,n,V]
         return y3
 
+    def keep_last_rows(self, h: str) -> str:
+        """h [1,n,H] -> its last `logits_to_keep` rows [1,k,H]: a prefill chunk needs the logits
+        of its last token only, and the LM head is ~20% of a small model's compute."""
+        (start,) = self.node("Neg", [LOGITS_TO_KEEP], "logits_to_keep/neg")  # int64 [1] = -k
+        end = self.const_i64("const/int64_max", [2**63 - 1])
+        axes = self.const_i64("const/axes_1", [1])
+        (rows,) = self.node("Slice", [h, start, end, axes], "logits_to_keep/slice")  # [1,k,H]
+        return rows
+
     def to_float32(self, x: str, out: str) -> None:
         """Route x to the float32 graph output `out` (Cast when activations are fp16)."""
         op = "Cast" if self.act != TensorProto.FLOAT else "Identity"
@@ -342,7 +355,10 @@ class _Builder:
             vi("seqlens_k", TensorProto.INT32, [1]),
             vi("total_sequence_length", TensorProto.INT32, []),
         ]
-        outputs = [vi("logits", TensorProto.FLOAT, [1, "n", cfg.vocab_size])]
+        if self.opts.logits_to_keep:
+            inputs.append(vi(LOGITS_TO_KEEP, TensorProto.INT64, [1]))
+        rows = "k" if self.opts.logits_to_keep else "n"
+        outputs = [vi("logits", TensorProto.FLOAT, [1, rows, cfg.vocab_size])]
         for i in range(cfg.num_layers):
             for kind in ("key", "value"):
                 inputs.append(vi(IO_NAMES["inputs"][f"past_{kind}"].format(layer=i), self.act, kv))
@@ -397,7 +413,7 @@ def build_decoder(
         last = i == cfg.num_layers - 1
         nkey = "model.norm.weight" if last else f"model.layers.{i + 1}.input_layernorm.weight"
         h, res = b.norm(mlp, res, nkey, "model.norm" if last else f"model.layers.{i + 1}.input_ln")
-    logits = b.lm_head(h)  # [1,n,V]
+    logits = b.lm_head(b.keep_last_rows(h) if opts.logits_to_keep else h)  # [1,k,V]
     b.to_float32(logits, "logits")
     if opts.hidden_states:
         b.to_float32(h, "hidden_states")

@@ -35,6 +35,8 @@ class SharedKVDecoder:
         ins, outs = self.m["inputs"], self.m["outputs"]
         io = self.sess.io_binding()
         io.bind_cpu_input(ins["input_ids"], np.array([ids], dtype=np.int64))  # [1, n]
+        if "logits_to_keep" in ins:  # all n rows (the runtime's verify call)
+            io.bind_cpu_input(ins["logits_to_keep"], np.array([n], dtype=np.int64))
         if features is not None:
             f = np.ascontiguousarray(np.asarray(features, dtype=np.float32)[None])  # [1, n, H]
             io.bind_cpu_input(ins["features"], f)

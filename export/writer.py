@@ -15,7 +15,7 @@ from pathlib import Path
 
 import onnx
 
-from .graph import IO_NAMES, GraphOptions, build_decoder
+from .graph import IO_NAMES, LOGITS_TO_KEEP, GraphOptions, build_decoder
 from .model_ir import LoadedModel, TokenizerData
 
 FORMAT = "edgespec-bundle"
@@ -100,6 +100,9 @@ def model_entry(spec: ModelSpec, rel_path: str, file_bytes: int) -> dict:
     outputs = dict(IO_NAMES["outputs"])
     if not opts.hidden_states:
         del outputs["hidden_states"]
+    inputs = dict(IO_NAMES["inputs"])
+    if opts.logits_to_keep:
+        inputs["logits_to_keep"] = LOGITS_TO_KEEP
     return {
         "path": rel_path,
         "architecture": cfg.architecture,
@@ -116,7 +119,7 @@ def model_entry(spec: ModelSpec, rel_path: str, file_bytes: int) -> dict:
         "kv_dtype": opts.kv_dtype,
         "kv_layout": "BNSH",
         "logits_dtype": "float32",
-        "inputs": dict(IO_NAMES["inputs"]),
+        "inputs": inputs,
         "outputs": outputs,
         "file_bytes": file_bytes,
     }

@@ -137,6 +137,7 @@ void bind_specs(py::module_& m) {
       .def_readwrite("present_key", &ModelSpec::present_key)
       .def_readwrite("present_value", &ModelSpec::present_value)
       .def_readwrite("logits", &ModelSpec::logits)
+      .def_readwrite("logits_to_keep", &ModelSpec::logits_to_keep)
       .def_readwrite("hidden_size", &ModelSpec::hidden_size)
       .def_readwrite("features", &ModelSpec::features)
       .def_readwrite("hidden_states", &ModelSpec::hidden_states)

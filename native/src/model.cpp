@@ -164,13 +164,18 @@ void Model::check_io() const {
   check_feature_io(inputs, outputs, spec_);
   // Every graph input is bound by forward(): one the manifest does not name (e.g. the KV of a
   // layer beyond num_layers) would fail at the first run.
-  const size_t bound = 3 + past_names_.size() + (spec_.features.empty() ? 0 : 1);
+  if (!spec_.logits_to_keep.empty()) {
+    expect_io(inputs, spec_.logits_to_keep, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, "input", m);
+  }
+  const size_t bound = 3 + past_names_.size() + (spec_.features.empty() ? 0 : 1) +
+                       (spec_.logits_to_keep.empty() ? 0 : 1);
   if (inputs.size() != bound) {
     std::string extra;
     for (const auto& kv : inputs) {
       const auto& p = past_names_;
       const bool known = kv.first == spec_.input_ids || kv.first == spec_.seqlens_k ||
                          kv.first == spec_.total_sequence_length || kv.first == spec_.features ||
+                         kv.first == spec_.logits_to_keep ||
                          std::find(p.begin(), p.end(), kv.first) != p.end();
       if (!known) extra += (extra.empty() ? "" : ", ") + kv.first;
     }
@@ -239,11 +244,25 @@ void Model::create_io_values() {
   const int64_t seqlens_shape[1] = {1};
   seqlens_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, seqlens_k_, 1, seqlens_shape, 1);
   total_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, total_len_, 1, nullptr, 0);
+  keep_n_value_ = Ort::Value::CreateTensor<int64_t>(cpu_info_, keep_n_, 1, seqlens_shape, 1);
+  keep_one_value_ = Ort::Value::CreateTensor<int64_t>(cpu_info_, keep_one_, 1, seqlens_shape, 1);
+  const int64_t last_shape[3] = {1, 1, vocab};
+  if (fp16) {
+    last_logits_value_ =
+        Ort::Value::CreateTensor(cpu_info_, logits_f16_.data(), vocab * 2, last_shape, 3,
+                                 ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
+  } else {
+    last_logits_value_ =
+        Ort::Value::CreateTensor<float>(cpu_info_, logits_f32_.data(), vocab, last_shape, 3);
+  }
 }
 
-void Model::bind_small_inputs(Ort::IoBinding& binding) {
+void Model::bind_small_inputs(Ort::IoBinding& binding, bool last_only) {
   binding.BindInput(spec_.seqlens_k.c_str(), seqlens_value_);
   binding.BindInput(spec_.total_sequence_length.c_str(), total_value_);
+  if (!spec_.logits_to_keep.empty()) {
+    binding.BindInput(spec_.logits_to_keep.c_str(), last_only ? keep_one_value_ : keep_n_value_);
+  }
 }
 
 void Model::create_bindings() {
@@ -251,18 +270,24 @@ void Model::create_bindings() {
   // writes ids_ / seqlens_k_ / total_len_ in place. The same KV value is past input and present
   // output (GroupQueryAttention's shared-buffer mode).
   for (int w = 1; w <= max_width_; ++w) {
-    Ort::IoBinding binding(session_);
-    binding.BindInput(spec_.input_ids.c_str(), ids_values_[w - 1]);
-    bind_small_inputs(binding);
-    for (size_t i = 0; i < kv_.size(); ++i) {
-      binding.BindInput(past_names_[i].c_str(), kv_[i]);
-      binding.BindOutput(present_names_[i].c_str(), kv_[i]);
-    }
-    binding.BindOutput(spec_.logits.c_str(), logits_values_[w - 1]);
-    if (!features_.empty()) binding.BindInput(spec_.features.c_str(), features_values_[w - 1]);
-    if (!hidden_.empty()) binding.BindOutput(spec_.hidden_states.c_str(), hidden_values_[w - 1]);
-    bindings_.push_back(std::move(binding));
+    bindings_.push_back(make_binding(w, false));
+    if (!spec_.logits_to_keep.empty()) last_bindings_.push_back(make_binding(w, true));
   }
+}
+
+// Everything bound for a width-w call; last_only: logits of the last row into [1, 1, vocab].
+Ort::IoBinding Model::make_binding(int w, bool last_only) {
+  Ort::IoBinding binding(session_);
+  binding.BindInput(spec_.input_ids.c_str(), ids_values_[w - 1]);
+  bind_small_inputs(binding, last_only);
+  for (size_t i = 0; i < kv_.size(); ++i) {
+    binding.BindInput(past_names_[i].c_str(), kv_[i]);
+    binding.BindOutput(present_names_[i].c_str(), kv_[i]);
+  }
+  binding.BindOutput(spec_.logits.c_str(), last_only ? last_logits_value_ : logits_values_[w - 1]);
+  if (!features_.empty()) binding.BindInput(spec_.features.c_str(), features_values_[w - 1]);
+  if (!hidden_.empty()) binding.BindOutput(spec_.hidden_states.c_str(), hidden_values_[w - 1]);
+  return binding;
 }
 
 // Writes the ids, the length scalars and the features of a width-n call into the bound buffers.
@@ -283,15 +308,21 @@ void Model::write_inputs(const int32_t* tokens, int n, const float* features) {
   }
   seqlens_k_[0] = n_past_ + n - 1;
   total_len_[0] = n_past_ + n;
+  keep_n_[0] = n;
 }
 
 const float* Model::forward(const int32_t* tokens, int n, const float* features) {
+  return run(tokens, n, features, false);
+}
+
+// One Run at width n; last_only (logits_to_keep graphs): logits of the last row only, in row 0.
+const float* Model::run(const int32_t* tokens, int n, const float* features, bool last_only) {
   write_inputs(tokens, n, features);
-  Ort::IoBinding& binding = bindings_[n - 1];
+  Ort::IoBinding& binding = last_only ? last_bindings_[n - 1] : bindings_[n - 1];
   if (on_device_) {
     // A device session copies CPU inputs at bind time: rebind the ones that changed.
     binding.BindInput(spec_.input_ids.c_str(), ids_values_[n - 1]);
-    bind_small_inputs(binding);
+    bind_small_inputs(binding, last_only);
     if (!features_.empty()) binding.BindInput(spec_.features.c_str(), features_values_[n - 1]);
   }
   try {
@@ -303,7 +334,7 @@ const float* Model::forward(const int32_t* tokens, int n, const float* features)
   n_past_ += n;
   last_width_ = n;
   if (logits_f16_.empty()) return logits_f32_.data();
-  const size_t count = static_cast<size_t>(n) * spec_.vocab_size;
+  const size_t count = static_cast<size_t>(last_only ? 1 : n) * spec_.vocab_size;
   for (size_t i = 0; i < count; ++i) {
     logits_f32_[i] = Ort::Float16_t::FromBits(logits_f16_[i]).ToFloat();
   }
@@ -313,6 +344,7 @@ const float* Model::forward(const int32_t* tokens, int n, const float* features)
 const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool>* cancel,
                             const float* features, const HiddenFn& on_hidden) {
   if (n < 1) throw std::runtime_error("Model::prefill: no tokens");
+  const bool last_only = !spec_.logits_to_keep.empty();  // only the last row is returned
   const float* logits = nullptr;
   int last_width = 0;
   for (int done = 0; done < n; done += last_width) {
@@ -321,10 +353,10 @@ const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool
     const int pos = n_past_;
     const float* f =
         features != nullptr ? features + static_cast<size_t>(done) * spec_.hidden_size : nullptr;
-    logits = forward(tokens + done, last_width, f);
+    logits = run(tokens + done, last_width, f, last_only);
     if (on_hidden && !hidden_.empty()) on_hidden(pos, hidden_.data(), last_width);
   }
-  return logits + static_cast<size_t>(last_width - 1) * spec_.vocab_size;
+  return last_only ? logits : logits + static_cast<size_t>(last_width - 1) * spec_.vocab_size;
 }
 
 void Model::rewind_to(int n) {

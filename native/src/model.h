@@ -57,8 +57,10 @@ class Model {
   void allocate_kv();
   void create_io_values();
   void create_bindings();
-  void bind_small_inputs(Ort::IoBinding& binding);
+  void bind_small_inputs(Ort::IoBinding& binding, bool last_only);
+  Ort::IoBinding make_binding(int w, bool last_only);
   void write_inputs(const int32_t* tokens, int n, const float* features);
+  const float* run(const int32_t* tokens, int n, const float* features, bool last_only);
 
   ModelSpec spec_;
   int max_width_;
@@ -89,7 +91,14 @@ class Model {
   std::vector<Ort::Value> hidden_values_;  // [max_width]: w → [1, w+1, hidden_size] over hidden_
   Ort::Value seqlens_value_{nullptr};      // int32 [1] over seqlens_k_
   Ort::Value total_value_{nullptr};        // int32 [] over total_len_
+  int64_t keep_n_[1] = {0};                // int64 [1]: logits_to_keep = n (all rows)
+  int64_t keep_one_[1] = {1};              // int64 [1]: logits_to_keep = 1 (prefill)
+  Ort::Value keep_n_value_{nullptr};       // int64 [1] over keep_n_
+  Ort::Value keep_one_value_{nullptr};     // int64 [1] over keep_one_
+  Ort::Value last_logits_value_{nullptr};  // [1, 1, vocab] over the logits buffer
   std::vector<Ort::IoBinding> bindings_;   // [max_width]: w → everything bound for width w+1
+  std::vector<Ort::IoBinding> last_bindings_;  // [max_width] (logits_to_keep graphs): the same
+                                               // with logits for the last row only
   Ort::RunOptions run_options_{nullptr};
 };
 

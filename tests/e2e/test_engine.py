@@ -36,6 +36,7 @@ def model_spec(bundle: Path, role: str = "target") -> _native.ModelSpec:
     )
     for key in INPUT_KEYS:
         setattr(spec, key, m["inputs"][key])
+    spec.logits_to_keep = m["inputs"].get("logits_to_keep", "")  # optional input
     for key in OUTPUT_KEYS:
         setattr(spec, key, m["outputs"][key])
     return spec

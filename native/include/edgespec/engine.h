@@ -28,7 +28,9 @@ struct ModelSpec {
   std::string past_value = "past_key_values.{layer}.value";
   std::string present_key = "present.{layer}.key";
   std::string present_value = "present.{layer}.value";
-  std::string logits = "logits";   // [1, n, vocab_size]
+  std::string logits = "logits";   // [1, n, vocab_size] ([1, k, vocab_size] with logits_to_keep)
+  std::string logits_to_keep;      // input int64 [1]: logits of the last k rows only ("" = the
+                                   // graph returns all n rows); prefill asks for 1
   int hidden_size = 0;             // feature width H (needed when features or hidden_states is set)
   std::string features;            // input float32 [1, n, hidden_size] ("" = the graph has none)
   std::string hidden_states;       // output float32 [1, n, hidden_size] ("" = not bound)
