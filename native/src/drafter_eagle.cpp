@@ -10,11 +10,15 @@
 // m_, catch up over positions m_..L-2 (t_{p+1} = committed[p+1], f_p from the store); the last
 // row gives d_1 and f^_{L-1}; d_{i+1} comes from feeding (d_i, f^) at the next position. Then
 // m_ = L-1: the positions fed with predicted features are forgotten at the next rewind.
+// Copy path: when the last ngram_max tokens occurred earlier (prompt lookup, lookup.h), the
+// step proposes what followed them instead (a long exact match predicts summaries and answers
+// over a passage better than the head); the head then catches up over the gap next time.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
 #include "drafter.h"
+#include "lookup.h"
 #include "model.h"
 #include "spec_math.h"
 
@@ -47,6 +51,7 @@ class EagleDrafter final : public Drafter {
     greedy_ = cfg.temperature == 0.0f;
     params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
     rng_.reseed(cfg.seed ^ 0x9e3779b97f4a7c15ULL);  // a stream independent of the target's
+    copy_n_ = cfg.ngram_max;
     const int len = static_cast<int>(prompt.size());
     if (n_written_ != len) {
       throw std::runtime_error("eagle drafter: the target's features cover " +
@@ -62,6 +67,11 @@ class EagleDrafter final : public Drafter {
 
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
     const int len = static_cast<int>(committed.size());
+    out.n = lookup::propose(committed.data(), len, copy_n_, copy_n_, k, out.tokens.data());
+    if (out.n > 0) {
+      out.has_q = false;  // a deterministic proposal: q is one-hot
+      return out.n;
+    }
     const float* logits = catch_up(committed.data(), len);  // [vocab] of position L-2
     out.has_q = !greedy_;
     for (int i = 0; i < k; ++i) {
@@ -140,6 +150,7 @@ class EagleDrafter final : public Drafter {
   int n_true_ = 0;      // store rows 0..n_true_-1 are true features
   int verify_pos_ = 0;  // first position of the latest on_target_features()
   int m_ = 0;           // head KV positions computed from true features
+  int copy_n_ = 3;      // copy path: match length that makes a lookup proposal (ngram_max)
 };
 
 }  // namespace

@@ -206,7 +206,23 @@ def test_the_head_gets_drafts_accepted_on_a_peaked_target(peaked, prompts):
     assert accepted >= drafted // 20 and deep > 0
 
 
-def simulate_greedy_eagle(bundle: Path, prompt: list[int], k: int, max_new: int = 40):
+def lookup_copy(seq: list[int], k: int, n: int = 3) -> list[int]:
+    """The head's copy path (GenConfig.ngram_max = 3): the continuation of the most recent
+    earlier occurrence of the last n tokens, extended by overlapping copy; [] without one."""
+    if len(seq) <= n:
+        return []
+    for e in range(len(seq) - 2, n - 2, -1):
+        if seq[e - n + 1 : e + 1] == seq[-n:]:
+            s = list(seq)
+            for i in range(k):
+                s.append(s[e + 1 + i])
+            return s[len(seq) :]
+    return []
+
+
+def simulate_greedy_eagle(
+    bundle: Path, prompt: list[int], k: int, max_new: int = 40, copy_n: int = 3
+):
     """(tokens, accept_hist) of greedy drafter "eagle" with a fixed k, re-implemented in Python
     over the exported graphs (edgespec.export.verify) with the engine's call pattern: 64-token
     chunks, head catch-up over m..L-2 with TRUE features, drafts fed with the head's own
@@ -240,7 +256,10 @@ def simulate_greedy_eagle(bundle: Path, prompt: list[int], k: int, max_new: int 
         n_len = len(seq)
         kk = min(k, cap - n_len - 1, max_new - (n_len - p_len) - 1)
         drafts: list[int] = []
-        if kk > 0:
+        copy = lookup_copy(seq, kk, copy_n) if kk > 0 else []
+        if copy:  # the copy path: the head is not run, it catches up later
+            drafts = copy
+        elif kk > 0:
             logits, hid = run(head, seq[m + 1 : n_len], m, feats[m : n_len - 1])
             m = n_len - 1
             for i in range(kk):
@@ -257,9 +276,12 @@ def simulate_greedy_eagle(bundle: Path, prompt: list[int], k: int, max_new: int 
     return seq[p_len:], hist
 
 
+@pytest.mark.parametrize("copy_n", [3, 10**6])  # the copy path on (ngram_max 3) and off
 @pytest.mark.parametrize("k", [1, 3, 8])
 @pytest.mark.parametrize("which", ["tiny", "peaked"])
-def test_engine_matches_a_python_reference_head(engine, eagle_bundle, peaked, prompts, which, k):
+def test_engine_matches_a_python_reference_head(
+    engine, eagle_bundle, peaked, prompts, which, k, copy_n
+):
     """Same tokens AND the same accept histogram as the Python re-implementation: the engine
     feeds the head the right features at the right positions (on the peaked target, steps
     accept several drafts, so the head's own features are exercised too)."""
@@ -267,8 +289,9 @@ def test_engine_matches_a_python_reference_head(engine, eagle_bundle, peaked, pr
     bundle, eng = (eagle_bundle, engine) if which == "tiny" else peaked[:2]
     deep = 0
     for i in range(0, len(prompts), 1 if which == "peaked" else 3):
-        want, hist = simulate_greedy_eagle(bundle, prompts[i], k)
-        r = eng.generate(prompts[i], config(drafter="eagle", num_draft_tokens=k, adaptive=False))
+        want, hist = simulate_greedy_eagle(bundle, prompts[i], k, copy_n=copy_n)
+        cfg = config(drafter="eagle", num_draft_tokens=k, adaptive=False, ngram_max=copy_n)
+        r = eng.generate(prompts[i], cfg)
         assert list(r.tokens) == want and list(r.stats.accept_hist) == hist, (i, hist)
         deep += sum(hist[2:])
     if which == "peaked" and k > 1:

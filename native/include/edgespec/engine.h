@@ -56,7 +56,8 @@ struct GenConfig {
   std::string drafter = "none";  // "none" | "ngram" | "model" | "eagle"
   int num_draft_tokens = 0;      // max drafted tokens per step; 0 = drafter default
   bool adaptive = true;          // adapt draft length to observed acceptance and verify cost
-  int ngram_max = 3;             // prompt lookup: longest n-gram to match (falls back to shorter)
+  int ngram_max = 3;             // prompt lookup: longest n-gram to match (falls back to shorter);
+                                 // drafter "eagle" copies instead of drafting on a match this long
   int ngram_min = 1;             // prompt lookup: shortest n-gram to match
   std::vector<int32_t> eos_ids;  // generation ends after committing one of these
 };
