@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("export", help="export a HF model dir or GGUF file to a bundle", add_help=False)
     sub.add_parser("bench", help="Spec-Bench speedups vs plain decoding and peers", add_help=False)
+    sub.add_parser(
+        "distill", help="train a draft head (drafter 'eagle') for a bundle", add_help=False
+    )
     g = sub.add_parser("generate", help="generate text from a prompt (streams to the terminal)")
     _add_session_args(g)
     g.add_argument("prompt")
@@ -85,6 +88,10 @@ def _dispatch(argv: list[str]) -> int:
         from .export.main import main as export_main  # torch/transformers only on this path
 
         return export_main(rest[1:])
+    if rest and rest[0] == "distill":
+        from .export.distill.main import main as distill_main  # torch/transformers only here
+
+        return distill_main(rest[1:])
     if rest and rest[0] == "bench":
         from .bench import main
 
