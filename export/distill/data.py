@@ -23,15 +23,14 @@ import numpy as np
 from . import seeds
 
 FOLLOWUP_RATE = 0.12  # share of answered prompts that get a second user turn
-DERIVED_SHARE = 0.4  # at most this share of a batch comes from derived (second-round) prompts
 BASE_PROMPTS = 6000  # the seed pool; a 30-minute run answers ~1500 prompts
 
 
-def data_key(teacher: Path, seed: int, max_new_tokens: int, batch_size: int) -> str:
+def data_key(teacher: Path, seed: int, max_new_tokens: int, batch_size: int, dtype: str) -> str:
     """Cache key of a data directory: same teacher file, seed and generation settings."""
     st = teacher.stat()
     raw = json.dumps(
-        [str(teacher), st.st_size, seed, max_new_tokens, batch_size, seeds.SEEDS_VERSION]
+        [str(teacher), st.st_size, seed, max_new_tokens, batch_size, dtype, seeds.SEEDS_VERSION]
     )
     return hashlib.sha1(raw.encode()).hexdigest()[:12]
 
@@ -102,26 +101,23 @@ class Corpus:
 
 def load_corpus(data_dir: Path, min_response: int = 2) -> Corpus:
     """Every complete shard; sequences with fewer than `min_response` answer tokens dropped."""
-    parts = [np.load(_shard(data_dir, k, "npz")) for k in range(complete_shards(data_dir))]
-    if not parts:
+    n_shards = complete_shards(data_dir)
+    if not n_shards:
         raise ValueError(f"no distillation data in {data_dir}")
     ids, feats, lens, plens = [], [], [], []
-    for z in parts:
-        t_off = np.concatenate([[0], np.cumsum(z["lens"], dtype=np.int64)])
-        f_off = np.concatenate([[0], np.cumsum(z["lens"] - 1, dtype=np.int64)])
-        for i, (t, p) in enumerate(zip(z["lens"], z["prompt_lens"], strict=True)):
-            if t - p >= min_response:
-                ids.append(z["ids"][t_off[i] : t_off[i + 1]])  # [T]
-                feats.append(z["feats"][f_off[i] : f_off[i + 1]])  # [T-1, H]
-                lens.append(t)
-                plens.append(p)
-    if not lens:
+    for k in range(n_shards):
+        with np.load(_shard(data_dir, k, "npz")) as z:
+            shard = {name: z[name] for name in z.files}  # each array read once
+        keep = shard["lens"] - shard["prompt_lens"] >= min_response  # [S]
+        ids.append(shard["ids"][np.repeat(keep, shard["lens"])])  # [N_kept]
+        feats.append(shard["feats"][np.repeat(keep, shard["lens"] - 1)])  # [M_kept, H]
+        lens.append(shard["lens"][keep])  # [S_kept]
+        plens.append(shard["prompt_lens"][keep])  # [S_kept]
+    lens_all = np.concatenate(lens).astype(np.int32)  # [S]
+    if not len(lens_all):
         raise ValueError(f"no usable answers in {data_dir} (all shorter than {min_response})")
     return Corpus(
-        np.concatenate(ids),
-        np.concatenate(feats),
-        np.array(lens, np.int32),
-        np.array(plens, np.int32),
+        np.concatenate(ids), np.concatenate(feats), lens_all, np.concatenate(plens).astype(np.int32)
     )
 
 
@@ -167,7 +163,9 @@ def generate_batch(model: Any, prompts: list[list[int]], text: Any, max_new_toke
         ids[i, width - len(p) :] = torch.tensor(p)
         mask[i, width - len(p) :] = 1
     feats: list = []  # [B, W, H] then [B, 1, H] per step
-    hook = model.model.norm.register_forward_hook(lambda m, a, out: feats.append(out.detach()))
+    hook = model.model.norm.register_forward_hook(
+        lambda m, a, out: feats.append(out.detach().float())
+    )
     gen_cfg = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,
@@ -211,14 +209,17 @@ class GenSettings:
 
 
 def _next_batch(state: dict, base: list[dict], text: Any, gs: GenSettings, n: int) -> list:
-    """Up to n (prompt, ids) pairs: queued derived prompts first (at most DERIVED_SHARE of the
-    batch), then base prompts; prompts that leave no room for an answer are skipped."""
+    """Up to n (prompt, ids) pairs of similar lengths (left padding costs a full prefill per
+    pad): a batch of queued derived prompts (long: passages, earlier turns) once n are queued
+    or the base prompts are used up, else a batch of base prompts. Prompts that leave no room
+    for an answer are skipped."""
     limit = gs.capacity - gs.max_new_tokens
     pending = state["pending"]
-    chosen = [pending.pop(0) for _ in range(min(len(pending), max(1, int(DERIVED_SHARE * n))))]
-    while len(chosen) < n and state["cursor"] < len(base):
-        chosen.append(base[state["cursor"]])
-        state["cursor"] += 1
+    if len(pending) >= n or state["cursor"] >= len(base):
+        chosen = [pending.pop(0) for _ in range(min(n, len(pending)))]
+    else:
+        chosen = base[state["cursor"] : state["cursor"] + n]
+        state["cursor"] += len(chosen)
     pairs = [(p, text.encode_chat(p["messages"])) for p in chosen]
     return [(p, ids) for p, ids in pairs if len(ids) <= limit]
 
@@ -258,8 +259,10 @@ def generate_data(model: Any, text: Any, data_dir: Path, gs: GenSettings, progre
         if over or late or (left is not None and left <= 0):
             break
         batch = _next_batch(state, base, text, gs, min(gs.batch_size, left or gs.batch_size))
-        if not batch:
-            break
+        if not batch:  # all too long for the capacity
+            if state["cursor"] >= len(base) and not state["pending"]:
+                break
+            continue
         t = time.monotonic()
         seqs = generate_batch(model, [ids for _, ids in batch], text, gs.max_new_tokens)
         _derive(state, batch, seqs, text, random.Random(f"edgespec-distill:{gs.seed}:derive:{k}"))

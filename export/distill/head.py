@@ -107,11 +107,13 @@ class EagleHead(nn.Module):
         feats: torch.Tensor,
         mask: torch.Tensor | None = None,
         kv: KeepKV | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """ids int64 [B, n] (t_{p+1}), feats float32 [B, n, H] (f_p) at positions 0..n-1;
-        mask: None = causal, else bool [1, 1, n, n_keys] (True = attend). Returns f^ [B, n, H]."""
+        """ids int64 [B, n] (t_{p+1}), feats float32 [B, n, H] (f_p) at positions (int64 [n],
+        default 0..n-1); mask: None = causal, else bool [1, 1, n, n_keys] (True = attend).
+        Returns f^ [B, n, H]."""
         n = ids.shape[1]
-        pos = torch.arange(n).unsqueeze(0)  # [1, n]
+        pos = (torch.arange(n) if positions is None else positions).unsqueeze(0)  # [1, n]
         e = nn.functional.embedding(ids, self.embed)  # [B, n, H]
         x = self.fc(torch.cat([e, feats], -1))  # [B, n, H]
         cos_sin = self.rotary(x, pos)  # ([1, n, D], [1, n, D])
@@ -149,9 +151,10 @@ class EagleHead(nn.Module):
         return weights
 
 
-def unroll_mask(n: int) -> torch.Tensor:
-    """bool [1, 1, n, 2n]: step-2 query i attends to step-1 keys j < i and its own step-2 key."""
-    j = torch.arange(n)
-    first = j.unsqueeze(0) < j.unsqueeze(1)  # [n, n]: key j < query i
-    second = torch.eye(n, dtype=torch.bool)  # [n, n]
-    return torch.cat([first, second], 1).view(1, 1, n, 2 * n)
+def unroll_mask(positions: torch.Tensor, n: int) -> torch.Tensor:
+    """bool [1, 1, m, n + m] for step-2 queries at `positions` (int64 [m]) after a step 1 over
+    n positions: query r attends to step-1 keys j < positions[r] and to its own step-2 key."""
+    m = positions.shape[0]
+    first = torch.arange(n).unsqueeze(0) < positions.unsqueeze(1)  # [m, n]
+    second = torch.eye(m, dtype=torch.bool)  # [m, m]
+    return torch.cat([first, second], 1).view(1, 1, m, n + m)

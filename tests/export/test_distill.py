@@ -33,6 +33,7 @@ pytestmark = pytest.mark.export
 TINY_ARGS = [
     "--prompts", "24", "--max-new-tokens", "12", "--gen-batch", "12", "--steps", "4",
     "--draft-vocab", "64", "--batch-tokens", "512", "--checkpoint-every", "2", "--quiet",
+    "--dtype", "bfloat16",
 ]  # fmt: skip
 
 
@@ -53,7 +54,7 @@ def _head_bytes(bundle: Path) -> bytes:
 def _data_dir(work: Path, teacher: Path, seed: int = 0) -> Path:
     from edgespec.export.distill.data import data_key
 
-    return work / f"data-{data_key(teacher.absolute(), seed, 12, 12)}"
+    return work / f"data-{data_key(teacher.absolute(), seed, 12, 12, 'bfloat16')}"
 
 
 @pytest.fixture(scope="module")
@@ -218,12 +219,13 @@ def test_unrolled_step_matches_drafting_with_own_features(head_and_graph):
         kv = KeepKV()
         t_ids, t_f = torch.tensor([ids]), torch.from_numpy(feats)[None]  # [1, n], [1, n, H]
         f1 = head.features(t_ids, t_f, None, kv)  # [1, n, H]
-        prev = torch.cat([t_f[:, :1], f1[:, :-1]], 1)  # [1, n, H]
-        f2 = head.features(t_ids, prev, unroll_mask(n), kv)[0].numpy()  # [n, H]
-    for i in (1, 4, 6):
+        pos = torch.tensor([1, 4, 6])  # step-2 positions
+        prev = f1[0, pos - 1]  # [3, H]: f^_i, the step-1 prediction made at i-1
+        f2 = head.features(t_ids[:, pos], prev[None], unroll_mask(pos, n), kv, pos)[0]  # [3, H]
+    for r, i in enumerate(pos.tolist()):
         dec.forward(ids[:i], 0, hidden=True, features=feats[:i])  # catch up, true features
-        _, h = dec.forward([ids[i]], i, hidden=True, features=prev[0, i : i + 1].numpy())
-        assert np.abs(h[0] - f2[i]).max() <= 1e-4, i
+        _, h = dec.forward([ids[i]], i, hidden=True, features=prev[r : r + 1].numpy())
+        assert np.abs(h[0] - f2[r].numpy()).max() <= 1e-4, i
 
 
 # -- pure pieces -----------------------------------------------------------------------------
@@ -318,3 +320,10 @@ def test_split_is_seeded_and_disjoint():
     assert split_indices(100, seed=0)[1].tolist() == held.tolist()
     assert split_indices(100, seed=1)[1].tolist() != held.tolist()
     assert len(split_indices(1, 0)[1]) == 0
+
+
+def test_compute_dtype_choice():
+    from edgespec.export.distill.teacher import fast_dtype
+
+    assert fast_dtype("float32") == "float32" and fast_dtype("bfloat16") == "bfloat16"
+    assert fast_dtype("auto") in ("float32", "bfloat16")
