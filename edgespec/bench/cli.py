@@ -19,12 +19,14 @@ from .peer_setup import PEERS
 from .runners import METHODS
 
 
-def _csv(choices: tuple[str, ...] | None) -> Any:
+def _csv(choices: tuple[str, ...] | None, none_ok: bool = False) -> Any:
     def parse(text: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if choices is not None:
             if items == ["all"]:
                 return list(choices)
+            if none_ok and items == ["none"]:  # what --help calls the default
+                return []
             bad = [t for t in items if t not in choices]
             if bad:
                 raise argparse.ArgumentTypeError(
@@ -92,9 +94,9 @@ def _add_peer_args(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a(
         "--peers",
-        type=_csv(PEERS),
+        type=_csv(PEERS, none_ok=True),
         default=[],
-        help=f"peer runtimes: {','.join(PEERS)} or all (default: none)",
+        help=f"peer runtimes: {','.join(PEERS)}, all or none (default: none)",
     )
     a(
         "--peer-model",

@@ -170,3 +170,13 @@ def test_summarize_pairs_methods_per_question():
     assert s["speedup"]["specbench"] == pytest.approx(((10 + 12) / 2) / ((5 + 3) / 2))
     assert s["mean_accepted_tokens"] == pytest.approx((4 + 2) / (2 + 1))
     assert s["identical_rate"] == 0.5 and s["peak_rss_mb"] == 2.0
+
+
+def test_peers_flag_accepts_none_all_and_names():
+    from edgespec.bench.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["b", "--peers", "none"]).peers == []
+    assert parse(["b"]).peers == []
+    assert parse(["b", "--peers", "ortgenai,llamacpp"]).peers == ["ortgenai", "llamacpp"]
+    assert len(parse(["b", "--peers", "all"]).peers) == 3
