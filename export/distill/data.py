@@ -238,6 +238,17 @@ def _derive(state: dict, batch: list, seqs: list[dict], text: Any, rng: random.R
             state["pending"].append(seeds.followup_task(p["messages"], answer, rng))
 
 
+def _batch_size(state: dict, gs: GenSettings, last: float) -> int:
+    """Prompts in the next batch; 0 when the prompt cap or the time budget is reached (a batch
+    is started when at least half of one, going by the last batch's time, still fits)."""
+    over = state["seconds"] + 0.5 * last >= gs.budget_s
+    late = time.monotonic() + 0.5 * last >= gs.deadline
+    if over or late:
+        return 0
+    left = gs.batch_size if gs.max_prompts is None else gs.max_prompts - state["prompts"]
+    return max(0, min(gs.batch_size, left))
+
+
 def generate_data(model: Any, text: Any, data_dir: Path, gs: GenSettings, progress: bool) -> dict:
     """Answer prompts batch by batch until the budget is spent; resumes after the last complete
     shard. Returns {"shards", "prompts", "tokens", "seconds", "new_seconds"}."""
@@ -252,13 +263,8 @@ def generate_data(model: Any, text: Any, data_dir: Path, gs: GenSettings, progre
     spent_here, last = 0.0, 0.0
     bar = tqdm(total=round(gs.budget_s), initial=min(round(state["seconds"]), round(gs.budget_s)),
                desc="distill data", unit="s", disable=not progress)  # fmt: skip
-    while True:
-        left = None if gs.max_prompts is None else gs.max_prompts - state["prompts"]
-        over = state["seconds"] + 0.5 * last >= gs.budget_s
-        late = time.monotonic() + 0.5 * last >= gs.deadline
-        if over or late or (left is not None and left <= 0):
-            break
-        batch = _next_batch(state, base, text, gs, min(gs.batch_size, left or gs.batch_size))
+    while (n := _batch_size(state, gs, last)) > 0:
+        batch = _next_batch(state, base, text, gs, n)
         if not batch:  # all too long for the capacity
             if state["cursor"] >= len(base) and not state["pending"]:
                 break

@@ -190,18 +190,26 @@ def _train_and_measure(args, ctx: dict, deadline: float) -> tuple:
     limits = RunLimits(args.steps, deadline, args.resume, not args.quiet)
     t = time.monotonic()
     state = train(head, corpus, train_idx, inv, tc, key, ctx["work"] / CHECKPOINT, limits)
-    train_s = time.monotonic() - t
+    state["seconds"] = time.monotonic() - t
     held = evaluate(head, corpus, held_idx, inv, tc) if len(held_idx) else {}
-    train_positions = sum(int(corpus.lens[i]) - max(int(corpus.prompt_lens[i]) - 1, 0) - 2
-                          for i in train_idx)  # fmt: skip
-    record = {
+    record = _record(args, ctx, corpus, train_idx, inv, state, held)
+    record["draft_vocab"] = len(token_map)
+    return cfg, head, token_map, record
+
+
+def _record(args, ctx: dict, corpus, train_idx, inv: np.ndarray, state: dict, held: dict):
+    """The manifest's models.eagle.training: how the head was made and how well it predicts."""
+    answers = corpus.response_tokens(train_idx)  # [R]
+    lo = np.maximum(corpus.prompt_lens[train_idx] - 1, 0)  # [S_train]
+    train_positions = int(np.sum(corpus.lens[train_idx] - 2 - lo))  # loss positions per epoch
+    return {
         "seed": args.seed,
         "teacher": str(ctx["teacher"]),
         "teacher_top1_agreement": round(ctx["agreement"], 4),
+        "compute_dtype": ctx["dtype"],
         "n_prompts": len(corpus),
         "n_tokens": int(corpus.lens.sum()),
         "n_answer_tokens": int(len(corpus.response_tokens())),
-        "draft_vocab": len(token_map),
         "draft_vocab_coverage": round(float(np.mean(inv[answers] >= 0)), 4),
         "init": args.init,
         "steps": state["step"],
@@ -212,14 +220,12 @@ def _train_and_measure(args, ctx: dict, deadline: float) -> tuple:
         "heldout_top1_step2": _round(held.get("acc2")),
         "heldout_positions": held.get("positions", 0),
         "data_seconds": round(ctx["data"]["seconds"], 1),
-        "train_seconds": round(train_s, 1),
+        "train_seconds": round(state["seconds"], 1),
         "max_new_tokens": args.max_new_tokens,
-        "compute_dtype": ctx["dtype"],
         "lr": args.lr,
         "batch_tokens": args.batch_tokens,
         "unroll_weight": args.unroll_weight,
     }
-    return cfg, head, token_map, record
 
 
 def _round(x: float | None) -> float | None:
