@@ -21,6 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .graph import IO_NAMES, IR_VERSION, OPSETS, GraphOptions, _Builder
 from .model_ir import ArchConfig, LoadedModel
+from .writer import normalize_modes, save_graph
 
 EAGLE_DIR = "eagle"
 TOKEN_MAP = "token_map.bin"  # int32 little-endian [draft vocab]: draft id -> target id
@@ -207,15 +208,10 @@ def write_eagle(
     proto = build_eagle_graph(cfg, weights, cap)
     tmp = Path(tempfile.mkdtemp(prefix=".eagle.tmp-", dir=bundle))
     try:
-        onnx.save_model(
-            proto,
-            str(tmp / "model.onnx"),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location="model.onnx.data",
-        )
+        save_graph(proto, tmp)
         (tmp / TOKEN_MAP).write_bytes(tm.tobytes())
-        _normalize(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; it becomes the ordinary eagle/ directory
+        normalize_modes(tmp)
         size = sum(f.stat().st_size for f in tmp.iterdir() if f.is_file())
         manifest["models"]["eagle"] = eagle_entry(cfg, target, cap, size, training)
         _swap_in(tmp, bundle / EAGLE_DIR)
@@ -224,14 +220,6 @@ def write_eagle(
         raise
     _write_manifest(bundle, manifest)
     return bundle / EAGLE_DIR
-
-
-def _normalize(root: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    root.chmod(0o755 & ~umask)
-    for path in root.iterdir():
-        path.chmod(0o644 & ~umask)
 
 
 def _swap_in(tmp: Path, dest: Path) -> None:

@@ -43,6 +43,13 @@ def load_arch_config(model_dir: Path, weights: dict | None = None) -> ArchConfig
     import transformers
 
     cfg = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    return arch_from_hf_config(cfg, weights)
+
+
+def arch_from_hf_config(cfg, weights: dict | None = None) -> ArchConfig:
+    """ArchConfig from a transformers config object (weights, when given, settle the qkv bias and
+    a head tied by omission)."""
+    model_type = cfg.model_type
     heads = cfg.num_attention_heads
     theta, scaling = _rope(cfg)
     has_qkv_bias = weights is not None and "model.layers.0.self_attn.q_proj.bias" in weights

@@ -83,14 +83,20 @@ def _save_graph(spec: ModelSpec, out_dir: Path, progress: bool) -> int:
     proto = build_decoder(spec.model, spec.options, progress=progress)
     out_dir.mkdir(parents=True)
     with tqdm(total=1, desc=f"saving {out_dir.name}", disable=not progress) as bar:
-        onnx.save_model(
-            proto,
-            str(out_dir / "model.onnx"),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location="model.onnx.data",
-        )
+        size = save_graph(proto, out_dir)
         bar.update(1)
+    return size
+
+
+def save_graph(proto: onnx.ModelProto, out_dir: Path) -> int:
+    """out_dir/model.onnx + model.onnx.data (external weights); returns the directory's bytes."""
+    onnx.save_model(
+        proto,
+        str(out_dir / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+    )
     return sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file())
 
 
@@ -183,7 +189,7 @@ def write_bundle(
     try:
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the bundle is an ordinary directory
         _write_contents(tmp, target, draft, dict(generation or DEFAULT_GENERATION), progress)
-        _normalize_modes(tmp)
+        normalize_modes(tmp)
         _replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -191,7 +197,7 @@ def write_bundle(
     return dest
 
 
-def _normalize_modes(root: Path) -> None:
+def normalize_modes(root: Path) -> None:
     """Files as an ordinary write would leave them (0644 less the umask): the ONNX external-data
     writer creates its file 0600, which would hide the weights from other users."""
     umask = os.umask(0)

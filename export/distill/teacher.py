@@ -95,26 +95,9 @@ def load_teacher(path: Path, progress: bool = False) -> Any:
 
 def arch_config(model: Any) -> ArchConfig:
     """The teacher's ArchConfig (the fields export's loaders produce)."""
-    from ..hf_loader import _rope
+    from ..hf_loader import arch_from_hf_config
 
-    cfg = model.config
-    heads = cfg.num_attention_heads
-    theta, scaling = _rope(cfg)
-    return ArchConfig(
-        architecture=cfg.model_type,
-        num_layers=cfg.num_hidden_layers,
-        num_heads=heads,
-        num_kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
-        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads,
-        hidden_size=cfg.hidden_size,
-        intermediate_size=cfg.intermediate_size,
-        vocab_size=cfg.vocab_size,
-        rms_norm_eps=float(cfg.rms_norm_eps),
-        rope_theta=theta,
-        max_position_embeddings=int(cfg.max_position_embeddings),
-        tie_word_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
-        rope_scaling=scaling,
-    )
+    return arch_from_hf_config(model.config)
 
 
 def check_shapes(cfg: ArchConfig, target: dict, where: str) -> None:
