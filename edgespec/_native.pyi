@@ -58,6 +58,7 @@ class GenConfig:
     adaptive: bool
     ngram_max: int
     ngram_min: int
+    copy_match: int
     eos_ids: list[int]
     def __init__(self, **kwargs: Any) -> None: ...
 
@@ -156,5 +157,20 @@ class _SpecModule:
     def choose_draft_length(accept: list[float], cost: list[float], draft_cost: float = 0.0) -> int:
         """argmax_k E(k)/C(k): accept[i] = P(draft i+1 accepted | earlier accepted),
         cost[w-1] = verify cost of width w relative to width 1."""
+    @staticmethod
+    def lookup(seq: Any, n_min: int, n_max: int, k: int) -> tuple[int, list[int]]:
+        """Prompt lookup: (match length, k proposed tokens), (0, []) without a match."""
+    DraftPolicy: type[_DraftPolicy]
+    DRAFT_CLASSES: int
+
+class _DraftPolicy:
+    """The cost-aware draft-length policy (native/src/draft_policy.h)."""
+    def __init__(self, k_limit: int) -> None: ...
+    def reset_acceptance(self, k_max: int, prior_accept: float, use_times: bool) -> None: ...
+    def set_prior_draft_cost(self, d: float) -> None: ...
+    def observe(
+        self, cls: int, n_draft: int, n_accept: int, t_verify: float, t_draft: float
+    ) -> None: ...
+    def choose(self, cls: int) -> int: ...
 
 spec: _SpecModule

@@ -15,6 +15,7 @@
 
 #include "draft_policy.h"
 #include "edgespec/engine.h"
+#include "lookup.h"
 #include "spec_math.h"
 
 namespace py = pybind11;
@@ -168,10 +169,11 @@ void bind_specs(py::module_& m) {
       .def_readwrite("adaptive", &GenConfig::adaptive)
       .def_readwrite("ngram_max", &GenConfig::ngram_max)
       .def_readwrite("ngram_min", &GenConfig::ngram_min)
+      .def_readwrite("copy_match", &GenConfig::copy_match)
       .def_readwrite("eos_ids", &GenConfig::eos_ids);
   add_repr(cfg, "GenConfig",
            {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter",
-            "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "eos_ids"});
+            "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "copy_match", "eos_ids"});
 }
 
 void bind_results(py::module_& m) {
@@ -342,6 +344,50 @@ void bind_spec(py::module_& m) {
       py::arg("accept"), py::arg("cost"), py::arg("draft_cost") = 0.0,
       "argmax_k E(k)/C(k): accept[i] = P(draft i+1 accepted | earlier ones were), cost[w-1] = "
       "verify cost of width w relative to width 1.");
+  s.def(
+      "lookup",
+      [](const IntArray& seq, int n_min, int n_max, int k) {
+        if (n_min < 1 || n_max < n_min || k < 0)
+          throw py::value_error("need 1 <= n_min <= n_max, k >= 0");
+        const lookup::Match m =
+            lookup::find_longest(seq.data(), static_cast<int>(seq.size()), n_min, n_max);
+        std::vector<int32_t> out(m.end >= 0 ? k : 0);
+        if (m.end >= 0)
+          lookup::copy_continuation(seq.data(), static_cast<int>(seq.size()), m.end, k, out.data());
+        return py::make_tuple(m.len, out);
+      },
+      py::arg("seq"), py::arg("n_min"), py::arg("n_max"), py::arg("k"),
+      "Prompt lookup: (match length, k proposed tokens), (0, []) without a match.");
+  py::class_<DraftPolicy>(s, "DraftPolicy", "The cost-aware draft-length policy (draft_policy.h).")
+      .def(py::init([](int k_limit) {
+             if (k_limit < 1) throw py::value_error("k_limit must be >= 1");
+             auto p = std::make_unique<DraftPolicy>();
+             p->reset_costs(k_limit);
+             return p;
+           }),
+           py::arg("k_limit"))
+      .def("reset_acceptance", &DraftPolicy::reset_acceptance, py::arg("k_max"),
+           py::arg("prior_accept"), py::arg("use_times"))
+      .def("set_prior_draft_cost", &DraftPolicy::set_prior_draft_cost, py::arg("d"))
+      .def(
+          "observe",
+          [](DraftPolicy& p, int cls, int n_draft, int n_accept, double t_verify, double t_draft) {
+            if (cls < -1 || cls >= kDraftClasses || n_draft < 0 || n_accept < 0 ||
+                n_accept > n_draft)
+              throw py::value_error("need -1 <= cls < kDraftClasses, 0 <= n_accept <= n_draft");
+            p.observe(cls, n_draft, n_accept, t_verify, t_draft);
+          },
+          py::arg("cls"), py::arg("n_draft"), py::arg("n_accept"), py::arg("t_verify"),
+          py::arg("t_draft"))
+      .def(
+          "choose",
+          [](DraftPolicy& p, int cls) {
+            if (cls < 0 || cls >= kDraftClasses)
+              throw py::value_error("need 0 <= cls < kDraftClasses");
+            return p.choose(cls);
+          },
+          py::arg("cls"));
+  s.attr("DRAFT_CLASSES") = kDraftClasses;
 }
 
 }  // namespace

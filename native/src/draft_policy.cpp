@@ -34,31 +34,36 @@ void DraftPolicy::reset_acceptance(int k_max, double prior_accept, bool use_time
   k_max_ = k_max;
   use_times_ = use_times;
   prior_accept_ = prior_accept;
-  reached_.assign(k_max, 0.0);
-  accepted_.assign(k_max, 0.0);
+  std::fill(reached_.begin(), reached_.end(), 0.0);
+  std::fill(accepted_.begin(), accepted_.end(), 0.0);
   zero_streak_ = 0;
 }
 
 void DraftPolicy::reset_costs(int k_limit) {
   k_max_ = std::min(k_max_, k_limit);
+  k_limit_ = k_limit;
   t_width_.assign(k_limit + 2, 0.0);
   t_draft_tok_ = 0;
   accept_.assign(k_limit, 0.0);
   cost_.assign(k_limit + 2, 1.0);
-  reached_.assign(k_limit, 0.0);
-  accepted_.assign(k_limit, 0.0);
+  reached_.assign(static_cast<size_t>(kDraftClasses) * k_limit, 0.0);
+  accepted_.assign(static_cast<size_t>(kDraftClasses) * k_limit, 0.0);
 }
 
-void DraftPolicy::observe(int n_draft, int n_accept, double t_verify, double t_draft) {
+void DraftPolicy::observe(int cls, int n_draft, int n_accept, double t_verify, double t_draft) {
   n_draft = std::min(n_draft, k_max_);
-  // Position i (0-based) was reached when drafts 0..i-1 were all accepted.
-  for (int i = 0; i < k_max_; ++i) {
-    reached_[i] *= kDecay;
-    accepted_[i] *= kDecay;
-  }
-  for (int i = 0; i < n_draft && i <= n_accept; ++i) {
-    reached_[i] += 1;
-    if (i < n_accept) accepted_[i] += 1;
+  if (cls >= 0 && n_draft > 0) {
+    double* reached = reached_.data() + static_cast<size_t>(cls) * k_limit_;
+    double* accepted = accepted_.data() + static_cast<size_t>(cls) * k_limit_;
+    // Position i (0-based) was reached when drafts 0..i-1 were all accepted.
+    for (int i = 0; i < k_max_; ++i) {
+      reached[i] *= kDecay;
+      accepted[i] *= kDecay;
+    }
+    for (int i = 0; i < n_draft && i <= n_accept; ++i) {
+      reached[i] += 1;
+      if (i < n_accept) accepted[i] += 1;
+    }
   }
   double& t = t_width_[n_draft + 1];
   t = t == 0 ? t_verify : kTimeDecay * t + (1 - kTimeDecay) * t_verify;
@@ -95,23 +100,34 @@ double DraftPolicy::cost_of(int width, double width1_s) const {
   return std::max(1.0, t_width_[hi] / width1_s - kPriorSlope * (hi - width));
 }
 
-// a_i: position i's own counts, shrunk towards the pooled acceptance of all positions (itself
-// shrunk towards the prior), so positions that short drafts never reach borrow what the others
-// show instead of staying at the prior.
-void DraftPolicy::estimate_acceptance() {
-  double reached = kPriorWeight, accepted = kPriorWeight * prior_accept_;
-  for (int i = 0; i < k_max_; ++i) {
-    reached += reached_[i];
-    accepted += accepted_[i];
+// Acceptance over all positions of class cls (all classes when cls < 0), shrunk towards
+// `toward` by kPriorWeight pseudo-observations.
+double DraftPolicy::pooled(int cls, double toward) const {
+  const int lo = cls < 0 ? 0 : cls, hi = cls < 0 ? kDraftClasses : cls + 1;
+  double reached = kPriorWeight, accepted = kPriorWeight * toward;
+  for (int c = lo; c < hi; ++c) {
+    for (int i = 0; i < k_max_; ++i) {
+      reached += reached_[static_cast<size_t>(c) * k_limit_ + i];
+      accepted += accepted_[static_cast<size_t>(c) * k_limit_ + i];
+    }
   }
-  const double pooled = accepted / reached;
+  return accepted / reached;
+}
+
+// a_i of class cls: position i's own counts, shrunk towards the class's pooled acceptance, itself
+// shrunk towards all classes' pooled acceptance (shrunk towards the prior). Positions and classes
+// with few observations borrow what the others show instead of staying at the prior.
+void DraftPolicy::estimate_acceptance(int cls) {
+  const double class_rate = pooled(cls, pooled(-1, prior_accept_));
+  const double* reached = reached_.data() + static_cast<size_t>(cls) * k_limit_;
+  const double* accepted = accepted_.data() + static_cast<size_t>(cls) * k_limit_;
   for (int i = 0; i < k_max_; ++i) {
-    accept_[i] = (accepted_[i] + kPriorWeight * pooled) / (reached_[i] + kPriorWeight);
+    accept_[i] = (accepted[i] + kPriorWeight * class_rate) / (reached[i] + kPriorWeight);
   }
 }
 
-int DraftPolicy::choose() {
-  estimate_acceptance();
+int DraftPolicy::choose(int cls) {
+  estimate_acceptance(cls);
   const double width1_s = width1_seconds();
   for (int w = 1; w <= k_max_ + 1; ++w) cost_[w] = cost_of(w, width1_s);
   const bool measured = width1_s > 0 && t_draft_tok_ > 0;

@@ -1,6 +1,10 @@
 // Cost-aware draft length: choose k to maximise expected committed tokens per unit of time.
 // Pure (no ORT types); the engine feeds it what it observes at each step.
 //
+// Acceptance is kept per draft class (Drafter::draft_class: e.g. the prompt-lookup match
+// length): a 6-token match is right far more often than a 1-token one, so it earns a longer
+// draft. A class's estimate borrows from the pooled estimate of all classes until it has data.
+//
 // Model. Let a_i = P(draft i accepted | drafts 1..i-1 accepted) (estimated per position, since
 // prompt-lookup drafts tend to be all right or wrong at once), and c(w) = time of a target
 // forward of width w relative to width 1, d = drafting time per token relative to width 1.
@@ -17,6 +21,9 @@ namespace edgespec {
 // cost[w] = c(w) for w in [1, k_max + 1] (size >= k_max + 2; cost[0] unused).
 int choose_draft_length(const double* accept, const double* cost, int k_max, double draft_cost);
 
+// Draft classes a policy tells apart (Drafter::draft_class is clamped to this range).
+constexpr int kDraftClasses = 17;
+
 class DraftPolicy {
  public:
   // A new generation: k_max is its largest draft length; prior_accept is a_i before any
@@ -29,24 +36,28 @@ class DraftPolicy {
   void set_prior_draft_cost(double d) { prior_draft_cost_ = d; }
   // Forgets measured times too; draft lengths up to k_limit can then be tracked.
   void reset_costs(int k_limit);
-  // One step: n_draft proposed, n_accept accepted, the verify forward of width n_draft + 1 took
-  // t_verify seconds, drafting took t_draft seconds.
-  void observe(int n_draft, int n_accept, double t_verify, double t_draft);
-  // Draft length for the next step, in [0, k_max]; every kExplore-th consecutive k = 0 choice
-  // returns 1 so the acceptance estimate keeps learning.
-  int choose();
+  // One step of draft class cls (-1: nothing was proposed): n_draft proposed, n_accept
+  // accepted, the verify forward of width n_draft + 1 took t_verify seconds, drafting took
+  // t_draft seconds.
+  void observe(int cls, int n_draft, int n_accept, double t_verify, double t_draft);
+  // Draft length for the next step of class cls, in [0, k_max]; every kExplore-th consecutive
+  // k = 0 choice returns 1 so the acceptance estimate keeps learning.
+  int choose(int cls);
 
  private:
-  static constexpr double kDecay = 0.9;      // EMA factor of the acceptance counts per step
+  static constexpr double kDecay = 0.9;      // EMA factor of a class's counts per step of it
   static constexpr double kPriorWeight = 2;  // pseudo-observations behind the prior
   static constexpr int kExplore = 8;
 
   double width1_seconds() const;                     // 0 = nothing measured (or !use_times_)
   double cost_of(int width, double width1_s) const;  // c(width), measured or interpolated
-  void estimate_acceptance();                        // accept_ from the counts
+  void estimate_acceptance(int cls);                 // accept_ from the counts
+  double pooled(int cls, double toward) const;       // class cls's acceptance, shrunk to `toward`
   int k_max_ = 0;
-  std::vector<double> reached_;   // [k_max]: EMA count of steps that drafted position i+1
-  std::vector<double> accepted_;  // [k_max]: EMA count of those that accepted it
+  int k_limit_ = 0;               // row length of reached_ / accepted_
+  std::vector<double> reached_;   // [kDraftClasses × k_limit]: EMA count of steps that drafted
+                                  // position i+1 (row = class)
+  std::vector<double> accepted_;  // [kDraftClasses × k_limit]: EMA count of those that accepted
   std::vector<double> t_width_;   // [k_limit + 2]: EMA verify seconds at width w (0 = unseen)
   double t_draft_tok_ = 0;        // EMA drafting seconds per drafted token
   std::vector<double> accept_;    // [k_limit]: scratch a_i

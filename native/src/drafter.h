@@ -32,6 +32,11 @@ class Drafter {
   // Starts a generation: `prompt` is the committed sequence before the first generated token.
   // `cfg` was validated by the engine. May run a prefill.
   virtual void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) = 0;
+  // Which draft class the next proposal falls in (e.g. its prompt-lookup match length), or -1
+  // when there is nothing to propose (the step then decodes plainly). Called before every
+  // propose(); the cost-aware policy keeps acceptance per class (draft_policy.h), clamped to
+  // [0, kDraftClasses). A drafter may cache what it found here for the propose() that follows.
+  virtual int draft_class(const std::vector<int32_t>& committed) { return 0; }
   // Proposes at most k (>= 1) tokens following `committed` (prompt + generated so far) into
   // out.tokens[0..out.n), with q rows when out.has_q. Returns out.n.
   virtual int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) = 0;

@@ -10,9 +10,10 @@
 // m_, catch up over positions m_..L-2 (t_{p+1} = committed[p+1], f_p from the store); the last
 // row gives d_1 and f^_{L-1}; d_{i+1} comes from feeding (d_i, f^) at the next position. Then
 // m_ = L-1: the positions fed with predicted features are forgotten at the next rewind.
-// Copy path: when the last ngram_max tokens occurred earlier (prompt lookup, lookup.h), the
-// step proposes what followed them instead (a long exact match predicts summaries and answers
-// over a passage better than the head); the head then catches up over the gap next time.
+// Copy path: when the last copy_match tokens occurred earlier (prompt lookup, lookup.h, matched
+// up to ngram_max tokens), the step proposes what followed them instead (a long exact match
+// predicts summaries and answers over a passage better than the head); the head then catches
+// up over the gap next time. Draft class: 0 for the head, the match length for a copy.
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -51,7 +52,9 @@ class EagleDrafter final : public Drafter {
     greedy_ = cfg.temperature == 0.0f;
     params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
     rng_.reseed(cfg.seed ^ 0x9e3779b97f4a7c15ULL);  // a stream independent of the target's
-    copy_n_ = cfg.ngram_max;
+    copy_min_ = cfg.copy_match;
+    copy_max_ = cfg.ngram_max;
+    match_len_ = -1;
     const int len = static_cast<int>(prompt.size());
     if (n_written_ != len) {
       throw std::runtime_error("eagle drafter: the target's features cover " +
@@ -65,11 +68,20 @@ class EagleDrafter final : public Drafter {
     m_ = len - 1;
   }
 
+  int draft_class(const std::vector<int32_t>& committed) override {
+    match_len_ = static_cast<int>(committed.size());
+    match_ = copy_min_ > 0
+                 ? lookup::find_longest(committed.data(), match_len_, copy_min_, copy_max_)
+                 : lookup::Match();
+    return match_.end >= 0 ? match_.len : 0;
+  }
+
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
     const int len = static_cast<int>(committed.size());
-    out.n = lookup::propose(committed.data(), len, copy_n_, copy_n_, k, out.tokens.data());
-    if (out.n > 0) {
+    if (len != match_len_) draft_class(committed);
+    if (match_.end >= 0) {
       out.has_q = false;  // a deterministic proposal: q is one-hot
+      out.n = lookup::copy_continuation(committed.data(), len, match_.end, k, out.tokens.data());
       return out.n;
     }
     const float* logits = catch_up(committed.data(), len);  // [vocab] of position L-2
@@ -91,6 +103,7 @@ class EagleDrafter final : public Drafter {
     // Rows 0..n_accept of the latest verify (positions pos .. pos+n_accept) are true.
     n_true_ = std::min(verify_pos_ + 1 + n_accept, n_written_);
     head_->rewind_to(m_);
+    match_len_ = -1;
   }
 
   void on_target_features(int pos, const float* hidden, int n) override {
@@ -146,11 +159,14 @@ class EagleDrafter final : public Drafter {
   spec::SamplingParams params_;
   spec::Rng rng_;
   bool greedy_ = true;
-  int n_written_ = 0;   // store rows 0..n_written_-1 were written this generation
-  int n_true_ = 0;      // store rows 0..n_true_-1 are true features
-  int verify_pos_ = 0;  // first position of the latest on_target_features()
-  int m_ = 0;           // head KV positions computed from true features
-  int copy_n_ = 3;      // copy path: match length that makes a lookup proposal (ngram_max)
+  int n_written_ = 0;    // store rows 0..n_written_-1 were written this generation
+  int n_true_ = 0;       // store rows 0..n_true_-1 are true features
+  int verify_pos_ = 0;   // first position of the latest on_target_features()
+  int m_ = 0;            // head KV positions computed from true features
+  int copy_min_ = 3;     // copy path: shortest match that makes a lookup proposal (0 = never)
+  int copy_max_ = 8;     // copy path: matches are counted up to this length (ngram_max)
+  lookup::Match match_;  // copy match found by draft_class() for a sequence of match_len_ tokens
+  int match_len_ = -1;
 };
 
 }  // namespace

@@ -59,6 +59,7 @@ void validate_config(const GenConfig& cfg, bool has_draft, bool has_eagle) {
     fail("need 1 <= ngram_min <= ngram_max, got ngram_min " + num(cfg.ngram_min) + ", ngram_max " +
          num(cfg.ngram_max));
   }
+  if (cfg.copy_match < 0) fail("copy_match must be >= 0, got " + num(cfg.copy_match));
   const std::string& d = cfg.drafter;
   if (d != "none" && d != "ngram" && d != "model" && d != "eagle") {
     fail("unknown drafter '" + d + "' (expected 'none', 'ngram', 'model' or 'eagle')");
@@ -157,7 +158,7 @@ struct Engine::Impl {
   int32_t select(const float* row);
   bool step();
   void verify(int n_draft, spec::Accept* accept);
-  int next_k();
+  int next_k(int cls);
   bool commit(const int32_t* tokens, int n);
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
 
@@ -345,7 +346,10 @@ bool Engine::Impl::step() {
     return false;
   }
   const int budget = cfg_->max_new_tokens - result_.stats.n_generated;
-  const int k = std::min({next_k(), room - 1, budget - 1});
+  // The drafter's class for this step (-1: nothing to propose), then its draft length.
+  const int cls =
+      drafter_ != nullptr ? std::min(drafter_->draft_class(committed), kDraftClasses - 1) : -1;
+  const int k = cls < 0 ? 0 : std::min({next_k(cls), room - 1, budget - 1});
   int n_draft = 0;
   double t_draft = 0;
   if (k > 0) {
@@ -362,7 +366,7 @@ bool Engine::Impl::step() {
   st.n_draft += n_draft;
   st.n_accept += a.n_accept;
   ++st.accept_hist[a.n_accept];
-  if (policy_ != nullptr) policy_->observe(n_draft, a.n_accept, last_verify_s_, t_draft);
+  if (policy_ != nullptr) policy_->observe(cls, n_draft, a.n_accept, last_verify_s_, t_draft);
   // The chunk is d_1..d_n followed by the correction/bonus token, in place in draft_out.
   draft_out.tokens[a.n_accept] = a.next;
   return !commit(draft_out.tokens.data(), a.n_accept + 1);
@@ -398,7 +402,7 @@ void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
 
 // Draft length of the next step: the cost-aware choice (draft_policy.h) when adaptive, else
 // the configured maximum.
-int Engine::Impl::next_k() { return policy_ != nullptr ? policy_->choose() : k_max_; }
+int Engine::Impl::next_k(int cls) { return policy_ != nullptr ? policy_->choose(cls) : k_max_; }
 
 // Commits tokens[0..n): truncated after the first EOS and to the max_new_tokens budget, then
 // on_chunk. True when generation is finished (finish_reason set: "stop" > "eos" > "length").

@@ -1,5 +1,5 @@
 // Prompt lookup, shared by the ngram drafter and the draft head's copy path: find an earlier
-// occurrence of the sequence's last n tokens and propose what followed it.
+// occurrence of the sequence's last tokens and propose what followed it.
 #pragma once
 
 #include <algorithm>
@@ -8,13 +8,28 @@
 namespace edgespec {
 namespace lookup {
 
-// The largest end e < len - 1 with seq[e-n+1..e] == seq[len-n..len-1], or -1.
-inline int find_match(const int32_t* seq, int len, int n) {
-  const int32_t* suffix = seq + len - n;
-  for (int e = len - 2; e >= n - 1; --e) {
-    if (seq[e] == suffix[n - 1] && std::equal(suffix, suffix + n - 1, seq + e - n + 1)) return e;
+// An earlier occurrence of the sequence's suffix: seq[end-len+1..end] == seq[L-len..L-1].
+struct Match {
+  int end = -1;  // last position of the occurrence (< L - 1); -1 = none
+  int len = 0;   // tokens matched (the n-gram length)
+};
+
+// The occurrence with the longest match, counted up to n_max tokens, the most recent on ties;
+// none when the longest is shorter than n_min. A longer match predicts its continuation better
+// (the draft policy keeps acceptance per match length).
+inline Match find_longest(const int32_t* seq, int len, int n_min, int n_max) {
+  Match best;
+  if (len < 2) return best;
+  const int32_t last = seq[len - 1];
+  for (int e = len - 2; e >= 0 && best.len < n_max; --e) {
+    if (seq[e] != last) continue;
+    const int cap = std::min(n_max, e + 1);  // the occurrence cannot start before position 0
+    int n = 1;
+    while (n < cap && seq[e - n] == seq[len - 1 - n]) ++n;
+    if (n > best.len) best = {e, n};
   }
-  return -1;
+  if (best.len < n_min) best = Match();
+  return best;
 }
 
 // Proposes what followed seq[end]: out[i] = s[end + 1 + i] where s is seq followed by out
@@ -25,16 +40,6 @@ inline int copy_continuation(const int32_t* seq, int len, int end, int k, int32_
     out[i] = src < len ? seq[src] : out[src - len];
   }
   return k;
-}
-
-// Lookup with n from n_max down to n_min (n < len): proposes up to k tokens into out, returns
-// how many (0 when no n-gram matched).
-inline int propose(const int32_t* seq, int len, int n_max, int n_min, int k, int32_t* out) {
-  for (int n = std::min(n_max, len - 1); n >= n_min; --n) {
-    const int end = find_match(seq, len, n);
-    if (end >= 0) return copy_continuation(seq, len, end, k, out);
-  }
-  return 0;
 }
 
 }  // namespace lookup

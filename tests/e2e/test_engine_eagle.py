@@ -206,18 +206,24 @@ def test_the_head_gets_drafts_accepted_on_a_peaked_target(peaked, prompts):
     assert accepted >= drafted // 20 and deep > 0
 
 
-def lookup_copy(seq: list[int], k: int, n: int = 3) -> list[int]:
-    """The head's copy path (GenConfig.ngram_max = 3): the continuation of the most recent
-    earlier occurrence of the last n tokens, extended by overlapping copy; [] without one."""
-    if len(seq) <= n:
+def lookup_copy(seq: list[int], k: int, n: int = 3, n_max: int = 8) -> list[int]:
+    """The head's copy path (GenConfig.copy_match = n, ngram_max = n_max): the continuation of
+    the earlier occurrence of the sequence's suffix with the longest match (counted up to n_max
+    tokens, the most recent on ties), extended by overlapping copy; [] when the longest match
+    is shorter than n (or n == 0)."""
+    best_len, best_end = 0, -1
+    for e in range(len(seq) - 2, -1, -1):
+        m = 0
+        while m < min(n_max, e + 1) and seq[e - m] == seq[len(seq) - 1 - m]:
+            m += 1
+        if m > best_len:
+            best_len, best_end = m, e
+    if n == 0 or best_len < n:
         return []
-    for e in range(len(seq) - 2, n - 2, -1):
-        if seq[e - n + 1 : e + 1] == seq[-n:]:
-            s = list(seq)
-            for i in range(k):
-                s.append(s[e + 1 + i])
-            return s[len(seq) :]
-    return []
+    s = list(seq)
+    for i in range(k):
+        s.append(s[best_end + 1 + i])
+    return s[len(seq) :]
 
 
 def simulate_greedy_eagle(
@@ -276,7 +282,7 @@ def simulate_greedy_eagle(
     return seq[p_len:], hist
 
 
-@pytest.mark.parametrize("copy_n", [3, 10**6])  # the copy path on (ngram_max 3) and off
+@pytest.mark.parametrize("copy_n", [3, 0])  # the copy path on (copy_match 3) and off
 @pytest.mark.parametrize("k", [1, 3, 8])
 @pytest.mark.parametrize("which", ["tiny", "peaked"])
 def test_engine_matches_a_python_reference_head(
@@ -290,7 +296,7 @@ def test_engine_matches_a_python_reference_head(
     deep = 0
     for i in range(0, len(prompts), 1 if which == "peaked" else 3):
         want, hist = simulate_greedy_eagle(bundle, prompts[i], k, copy_n=copy_n)
-        cfg = config(drafter="eagle", num_draft_tokens=k, adaptive=False, ngram_max=copy_n)
+        cfg = config(drafter="eagle", num_draft_tokens=k, adaptive=False, copy_match=copy_n)
         r = eng.generate(prompts[i], cfg)
         assert list(r.tokens) == want and list(r.stats.accept_hist) == hist, (i, hist)
         deep += sum(hist[2:])

@@ -56,9 +56,11 @@ struct GenConfig {
   std::string drafter = "none";  // "none" | "ngram" | "model" | "eagle"
   int num_draft_tokens = 0;      // max drafted tokens per step; 0 = drafter default
   bool adaptive = true;          // adapt draft length to observed acceptance and verify cost
-  int ngram_max = 3;             // prompt lookup: longest n-gram to match (falls back to shorter);
-                                 // drafter "eagle" copies instead of drafting on a match this long
+  int ngram_max = 8;             // prompt lookup: longest n-gram to match (the longest match
+                                 // wins, then the most recent); longer ones earn longer drafts
   int ngram_min = 1;             // prompt lookup: shortest n-gram to match
+  int copy_match = 3;            // drafter "eagle": copy by prompt lookup instead of running the
+                                 // head when a match is at least this long (0 = never)
   std::vector<int32_t> eos_ids;  // generation ends after committing one of these
 };
 
