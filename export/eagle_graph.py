@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import IO_NAMES, IR_VERSION, OPSETS, GraphOptions, _Builder
+from .graph import IO_NAMES, IR_VERSION, LOGITS_TO_KEEP, OPSETS, GraphOptions, _Builder
 from .model_ir import ArchConfig, LoadedModel
 from .writer import normalize_modes, save_graph
 
@@ -90,7 +90,9 @@ def check_head_weights(cfg: ArchConfig, weights: dict[str, np.ndarray], target_v
 def build_eagle_graph(cfg: ArchConfig, weights: dict[str, np.ndarray], capacity: int):
     """The head graph (weights inline) for `cfg` (see head_config) and float32 `weights`."""
     model = LoadedModel(cfg, dict(weights), tokenizer=None, source="eagle head")  # type: ignore[arg-type]
-    opts = GraphOptions(precision="fp32", capacity=capacity, logits_to_keep=False)
+    # logits_to_keep: the head's catch-up over a prompt (or over the tokens a verify committed)
+    # needs the last row's logits only; its LM head is over half the cost of a catch-up row.
+    opts = GraphOptions(precision="fp32", capacity=capacity, logits_to_keep=True)
     b = _Builder(model, opts)
     from .graph_rope import rope_caches
 
@@ -106,7 +108,7 @@ def build_eagle_graph(cfg: ArchConfig, weights: dict[str, np.ndarray], capacity:
     h, res = b.norm(attn, res, f"{LAYER}.post_attention_layernorm.weight", f"{LAYER}.post_attn_ln")
     mlp = b.mlp(0, h)  # [1,n,H]
     f_hat, _ = b.norm(mlp, res, "model.norm.weight", "model.norm")  # [1,n,H]
-    logits = b.linear(f_hat, ["lm_head.weight"], "lm_head")  # [1,n,V_draft]
+    logits = b.linear(b.keep_last_rows(f_hat), ["lm_head.weight"], "lm_head")  # [1,k,V_draft]
     b.to_float32(logits, "logits")
     b.to_float32(f_hat, "hidden_states")
     inputs, outputs = b.io()
@@ -143,7 +145,7 @@ def eagle_entry(cfg: ArchConfig, target: dict, capacity: int, file_bytes: int, t
         "kv_dtype": "float32",
         "kv_layout": "BNSH",
         "logits_dtype": "float32",
-        "inputs": {**IO_NAMES["inputs"], "features": "features"},
+        "inputs": {**IO_NAMES["inputs"], "features": "features", "logits_to_keep": LOGITS_TO_KEEP},
         "outputs": outputs,
         "file_bytes": file_bytes,
         "training": training,

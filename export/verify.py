@@ -28,15 +28,18 @@ class SharedKVDecoder:
             for kind in ("key", "value")
         }
 
-    def forward(self, ids: list[int], n_past: int, hidden: bool = False, features=None):
+    def forward(
+        self, ids: list[int], n_past: int, hidden: bool = False, features=None, keep: int = 0
+    ):
         """Run tokens at positions n_past.. ; logits float32 [n, vocab] (+ hidden [n, H]).
-        `features` float32 [n, H]: the draft head's features input (models.eagle only)."""
+        `features` float32 [n, H]: the draft head's features input (models.eagle only).
+        `keep` > 0 (graphs with logits_to_keep): logits of the last `keep` rows only."""
         n = len(ids)
         ins, outs = self.m["inputs"], self.m["outputs"]
         io = self.sess.io_binding()
         io.bind_cpu_input(ins["input_ids"], np.array([ids], dtype=np.int64))  # [1, n]
-        if "logits_to_keep" in ins:  # all n rows (the runtime's verify call)
-            io.bind_cpu_input(ins["logits_to_keep"], np.array([n], dtype=np.int64))
+        if "logits_to_keep" in ins:  # default all n rows (the runtime's verify call)
+            io.bind_cpu_input(ins["logits_to_keep"], np.array([keep or n], dtype=np.int64))
         if features is not None:
             f = np.ascontiguousarray(np.asarray(features, dtype=np.float32)[None])  # [1, n, H]
             io.bind_cpu_input(ins["features"], f)

@@ -41,6 +41,21 @@ def test_head_chunked_equals_one_call(eagle_bundle):
     np.testing.assert_allclose(np.concatenate([a_h, b_h]), full_h, atol=1e-5)
 
 
+def test_head_logits_to_keep_returns_the_last_rows(eagle_bundle):
+    """The catch-up call (logits_to_keep = 1) gives the full call's last logits row, and the
+    features of every row."""
+    dec, m = _head(eagle_bundle)
+    assert m["inputs"]["logits_to_keep"] == "logits_to_keep"
+    rng = np.random.default_rng(1)
+    ids = [7, 8, 9, 10]
+    feats = rng.standard_normal((4, m["hidden_size"])).astype(np.float32)  # [4, H]
+    full_l, full_h = dec.forward(ids, 0, hidden=True, features=feats)
+    last_l, last_h = dec.forward(ids, 0, hidden=True, features=feats, keep=1)
+    assert last_l.shape == (1, m["vocab_size"])
+    np.testing.assert_allclose(last_l[0], full_l[-1], atol=1e-5)
+    np.testing.assert_allclose(last_h, full_h, atol=1e-6)
+
+
 def test_manifest_entry_and_token_map(eagle_bundle):
     b = load_bundle(eagle_bundle)
     m = b.manifest["models"]["eagle"]
