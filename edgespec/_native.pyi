@@ -59,6 +59,7 @@ class GenConfig:
     ngram_max: int
     ngram_min: int
     copy_match: int
+    draft_confidence: float
     eos_ids: list[int]
     def __init__(self, **kwargs: Any) -> None: ...
 

@@ -170,10 +170,12 @@ void bind_specs(py::module_& m) {
       .def_readwrite("ngram_max", &GenConfig::ngram_max)
       .def_readwrite("ngram_min", &GenConfig::ngram_min)
       .def_readwrite("copy_match", &GenConfig::copy_match)
+      .def_readwrite("draft_confidence", &GenConfig::draft_confidence)
       .def_readwrite("eos_ids", &GenConfig::eos_ids);
-  add_repr(cfg, "GenConfig",
-           {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter",
-            "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "copy_match", "eos_ids"});
+  add_repr(
+      cfg, "GenConfig",
+      {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter", "num_draft_tokens",
+       "adaptive", "ngram_max", "ngram_min", "copy_match", "draft_confidence", "eos_ids"});
 }
 
 void bind_results(py::module_& m) {

@@ -15,6 +15,7 @@
 // predicts summaries and answers over a passage better than the head); the head then catches
 // up over the gap next time. Draft class: 0 for the head, the match length for a copy.
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -53,6 +54,7 @@ class EagleDrafter final : public Drafter {
     params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
     rng_.reseed(cfg.seed ^ 0x9e3779b97f4a7c15ULL);  // a stream independent of the target's
     copy_min_ = cfg.copy_match;
+    min_confidence_ = cfg.draft_confidence;
     copy_max_ = cfg.ngram_max;
     match_len_ = -1;
     const int len = static_cast<int>(prompt.size());
@@ -86,9 +88,15 @@ class EagleDrafter final : public Drafter {
     }
     const float* logits = catch_up(committed.data(), len);  // [vocab] of position L-2
     out.has_q = !greedy_;
+    double confidence = 1.0;  // the head's own probability that all drafts so far are right
     for (int i = 0; i < k; ++i) {
       const int32_t d = choose(logits, i, out);
       out.tokens[i] = d;
+      confidence *= top_probability(logits);
+      if (i + 1 < k && confidence < min_confidence_) {  // later drafts would likely be wasted
+        out.n = i + 1;
+        return out.n;
+      }
       if (i + 1 < k) {
         // f^ of the latest row; forward() copies it into its features buffer before running.
         const float* f_hat = head_->hidden() + static_cast<size_t>(head_->last_width() - 1) * h_;
@@ -137,6 +145,15 @@ class EagleDrafter final : public Drafter {
     return row;
   }
 
+  // max_v softmax(row)_v over the draft vocabulary: the head's confidence in its top token.
+  float top_probability(const float* row) const {
+    const int dv = head_->vocab();
+    const float top = row[spec::argmax(row, dv)];
+    double sum = 0;
+    for (int v = 0; v < dv; ++v) sum += std::exp(static_cast<double>(row[v] - top));
+    return static_cast<float>(1.0 / sum);
+  }
+
   // d_i from a draft-vocabulary logits row: argmax (greedy), or a sample of q_i, the processed
   // draft distribution scattered into target ids (out.q row i, float [target_vocab]).
   int32_t choose(const float* row, int i, DraftOut& out) {
@@ -159,10 +176,11 @@ class EagleDrafter final : public Drafter {
   spec::SamplingParams params_;
   spec::Rng rng_;
   bool greedy_ = true;
-  int n_written_ = 0;    // store rows 0..n_written_-1 were written this generation
-  int n_true_ = 0;       // store rows 0..n_true_-1 are true features
-  int verify_pos_ = 0;   // first position of the latest on_target_features()
-  int m_ = 0;            // head KV positions computed from true features
+  double min_confidence_ = 0.3;  // stop drafting below this confidence (draft_confidence)
+  int n_written_ = 0;            // store rows 0..n_written_-1 were written this generation
+  int n_true_ = 0;               // store rows 0..n_true_-1 are true features
+  int verify_pos_ = 0;           // first position of the latest on_target_features()
+  int m_ = 0;                    // head KV positions computed from true features
   int copy_min_ = 3;     // copy path: shortest match that makes a lookup proposal (0 = never)
   int copy_max_ = 8;     // copy path: matches are counted up to this length (ngram_max)
   lookup::Match match_;  // copy match found by draft_class() for a sequence of match_len_ tokens

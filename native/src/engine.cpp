@@ -60,6 +60,8 @@ void validate_config(const GenConfig& cfg, bool has_draft, bool has_eagle) {
          num(cfg.ngram_max));
   }
   if (cfg.copy_match < 0) fail("copy_match must be >= 0, got " + num(cfg.copy_match));
+  if (!(cfg.draft_confidence >= 0.0f && cfg.draft_confidence <= 1.0f))
+    fail("draft_confidence must be in [0, 1], got " + num(cfg.draft_confidence));
   const std::string& d = cfg.drafter;
   if (d != "none" && d != "ngram" && d != "model" && d != "eagle") {
     fail("unknown drafter '" + d + "' (expected 'none', 'ngram', 'model' or 'eagle')");

@@ -355,6 +355,9 @@ def test_concurrent_engines_in_threads(tiny_bundle_with_draft, prompts, referenc
         (dict(drafter="medusa"), "medusa"),
         (dict(num_draft_tokens=99), "num_draft_tokens.*99"),
         (dict(ngram_min=0), "ngram_min"),
+        (dict(copy_match=-1), "copy_match"),
+        (dict(draft_confidence=1.5), "draft_confidence"),
+        (dict(draft_confidence=float("nan")), "draft_confidence"),
         (dict(ngram_min=4, ngram_max=2), "ngram"),
     ],
 )

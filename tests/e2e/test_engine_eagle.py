@@ -296,7 +296,13 @@ def test_engine_matches_a_python_reference_head(
     deep = 0
     for i in range(0, len(prompts), 1 if which == "peaked" else 3):
         want, hist = simulate_greedy_eagle(bundle, prompts[i], k, copy_n=copy_n)
-        cfg = config(drafter="eagle", num_draft_tokens=k, adaptive=False, copy_match=copy_n)
+        cfg = config(
+            drafter="eagle",
+            num_draft_tokens=k,
+            adaptive=False,
+            copy_match=copy_n,
+            draft_confidence=0,
+        )
         r = eng.generate(prompts[i], cfg)
         assert list(r.tokens) == want and list(r.stats.accept_hist) == hist, (i, hist)
         deep += sum(hist[2:])
@@ -477,3 +483,21 @@ def test_spec_fields_roundtrip():
     assert (spec.hidden_size, spec.features, spec.hidden_states) == (8, "f", "h")
     assert spec.token_map == [3, 1]
     assert _native.ModelSpec().hidden_states == "" and _native.ModelSpec().token_map == []
+
+
+def test_unconfident_head_stops_after_one_draft(engine, prompts, reference):
+    """Drafting stops once the head's confidence (product of its top-token probabilities) is
+    below draft_confidence: a random head over 300 tokens is never 0.3 sure, so every step
+    drafts one token; with draft_confidence 0 it drafts the fixed k."""
+    steps = drafted = fixed = fixed_steps = 0
+    for p, want in list(zip(prompts, reference, strict=True))[:6]:
+        base = dict(drafter="eagle", copy_match=0, num_draft_tokens=6, adaptive=False)
+        r = engine.generate(p, config(**base, draft_confidence=0.3))
+        f = engine.generate(p, config(**base, draft_confidence=0.0))
+        assert list(r.tokens) == want and list(f.tokens) == want
+        steps += r.stats.n_steps
+        drafted += r.stats.n_draft
+        fixed += f.stats.n_draft
+        fixed_steps += f.stats.n_steps
+    assert steps - 6 <= drafted <= steps  # a last step with budget for no draft drafts none
+    assert fixed > 3 * fixed_steps

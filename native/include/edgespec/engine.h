@@ -48,20 +48,23 @@ struct ProviderSpec {
 
 // Parameters of one generation. Validated by Engine::generate (std::invalid_argument).
 struct GenConfig {
-  int max_new_tokens = 256;      // >= 1
-  float temperature = 0.0f;      // 0 = greedy; > 0 samples
-  float top_p = 1.0f;            // (0, 1]
-  int top_k = 0;                 // 0 = off
-  uint64_t seed = 0;             // RNG seed for sampling
-  std::string drafter = "none";  // "none" | "ngram" | "model" | "eagle"
-  int num_draft_tokens = 0;      // max drafted tokens per step; 0 = drafter default
-  bool adaptive = true;          // adapt draft length to observed acceptance and verify cost
-  int ngram_max = 8;             // prompt lookup: longest n-gram to match (the longest match
-                                 // wins, then the most recent); longer ones earn longer drafts
-  int ngram_min = 1;             // prompt lookup: shortest n-gram to match
-  int copy_match = 3;            // drafter "eagle": copy by prompt lookup instead of running the
-                                 // head when a match is at least this long (0 = never)
-  std::vector<int32_t> eos_ids;  // generation ends after committing one of these
+  int max_new_tokens = 256;       // >= 1
+  float temperature = 0.0f;       // 0 = greedy; > 0 samples
+  float top_p = 1.0f;             // (0, 1]
+  int top_k = 0;                  // 0 = off
+  uint64_t seed = 0;              // RNG seed for sampling
+  std::string drafter = "none";   // "none" | "ngram" | "model" | "eagle"
+  int num_draft_tokens = 0;       // max drafted tokens per step; 0 = drafter default
+  bool adaptive = true;           // adapt draft length to observed acceptance and verify cost
+  int ngram_max = 8;              // prompt lookup: longest n-gram to match (the longest match
+                                  // wins, then the most recent); longer ones earn longer drafts
+  int ngram_min = 1;              // prompt lookup: shortest n-gram to match
+  int copy_match = 3;             // drafter "eagle": copy by prompt lookup instead of running the
+                                  // head when a match is at least this long (0 = never)
+  float draft_confidence = 0.3f;  // drafter "eagle": stop drafting once the product of the head's
+                                  // top-token probabilities falls below this (0 = never): its
+                                  // confidence tracks acceptance (EAGLE-2)
+  std::vector<int32_t> eos_ids;   // generation ends after committing one of these
 };
 
 struct GenStats {
