@@ -45,6 +45,7 @@ class ProviderSpec:
     device_id: int
     trt_cache_dir: str
     allow_fallback: bool
+    prefill_chunk: int  # prompt tokens per forward (logits_to_keep graphs); 0 = 256
     def __init__(self, **kwargs: Any) -> None: ...
 
 class GenConfig:

@@ -65,6 +65,8 @@ class Session:
 
     `provider` / `draft_provider`: "cpu", "cuda" or "tensorrt" (draft defaults to the
     target's). `threads`: intra-op threads per model (None = ONNX Runtime's default).
+    `prefill_chunk`: prompt tokens per forward pass (None = 256): wider prefills long prompts
+    faster (one pass over the weights per chunk) and needs more activation memory.
     """
 
     def __init__(
@@ -75,7 +77,16 @@ class Session:
         threads: int | None = None,
         device_id: int = 0,
         trt_cache_dir: str | None = None,
+        prefill_chunk: int | None = None,
     ) -> None:
+        if prefill_chunk is not None and (
+            not isinstance(prefill_chunk, int)
+            or isinstance(prefill_chunk, bool)
+            or prefill_chunk < 1
+        ):
+            raise ValueError(
+                f"prefill_chunk must be a positive integer or None, got {prefill_chunk!r}"
+            )
         self.bundle: Bundle = load_bundle(bundle_dir)
         for p in (provider, draft_provider or provider):
             if p not in PROVIDERS:
@@ -83,8 +94,8 @@ class Session:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         self.tokenizer = _load_tokenizer(self.bundle.tokenizer.path)
-        tp = _provider(provider, threads, device_id, trt_cache_dir)
-        dp = _provider(draft_provider or provider, threads, device_id, trt_cache_dir)
+        tp = _provider(provider, threads, device_id, trt_cache_dir, prefill_chunk)
+        dp = _provider(draft_provider or provider, threads, device_id, trt_cache_dir, prefill_chunk)
         b = self.bundle
         draft = _model_spec(b.draft) if b.draft else _native.ModelSpec()
         target = _model_spec(b.target, hidden_states=b.eagle is not None)
@@ -375,10 +386,13 @@ def _pick(value: Any, default: Any, fallback: Any) -> Any:
     return default if default is not None else fallback
 
 
-def _provider(name: str, threads: int | None, device_id: int, trt_cache_dir: str | None) -> Any:
+def _provider(
+    name: str, threads: int | None, device_id: int, trt_cache_dir: str | None, chunk: int | None
+) -> Any:
     spec = _native.ProviderSpec()
     spec.name = name
     spec.threads = threads or 0
+    spec.prefill_chunk = chunk or 0
     spec.device_id = device_id
     spec.trt_cache_dir = str(Path(trt_cache_dir).expanduser()) if trt_cache_dir else ""
     return spec

@@ -153,9 +153,10 @@ void bind_specs(py::module_& m) {
       .def_readwrite("threads", &ProviderSpec::threads)
       .def_readwrite("device_id", &ProviderSpec::device_id)
       .def_readwrite("trt_cache_dir", &ProviderSpec::trt_cache_dir)
-      .def_readwrite("allow_fallback", &ProviderSpec::allow_fallback);
+      .def_readwrite("allow_fallback", &ProviderSpec::allow_fallback)
+      .def_readwrite("prefill_chunk", &ProviderSpec::prefill_chunk);
   add_repr(prov, "ProviderSpec",
-           {"name", "threads", "device_id", "trt_cache_dir", "allow_fallback"});
+           {"name", "threads", "device_id", "trt_cache_dir", "allow_fallback", "prefill_chunk"});
 
   py::class_<GenConfig> cfg(m, "GenConfig", "Parameters of one generation.");
   cfg.def(py::init(&from_kwargs<GenConfig>))

@@ -28,7 +28,19 @@ namespace edgespec {
 namespace {
 
 constexpr int kMaxDraftTokens = 32;  // upper bound of GenConfig.num_draft_tokens
-constexpr int kMaxWidth = 64;        // widest forward: prefill chunk, >= kMaxDraftTokens + 1
+constexpr int kMaxWidth = 64;        // widest forward with all logits rows, >= kMaxDraftTokens + 1
+constexpr int kPrefillWidth = 256;   // default prefill chunk of logits_to_keep graphs (model.h)
+constexpr int kMaxPrefillWidth = 4096;  // upper bound of ProviderSpec.prefill_chunk
+
+// ProviderSpec.prefill_chunk, validated (std::invalid_argument), 0 mapped to the default.
+int prefill_width(const ProviderSpec& p) {
+  if (p.prefill_chunk < 0 || p.prefill_chunk > kMaxPrefillWidth) {
+    throw std::invalid_argument("prefill_chunk must be in [0, " + std::to_string(kMaxPrefillWidth) +
+                                "] (0 = " + std::to_string(kPrefillWidth) + "), got " +
+                                std::to_string(p.prefill_chunk));
+  }
+  return p.prefill_chunk == 0 ? kPrefillWidth : p.prefill_chunk;
+}
 static_assert(kMaxWidth >= kMaxDraftTokens + 1, "verify width must fit the bindings");
 
 using Clock = std::chrono::steady_clock;
@@ -203,7 +215,7 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
   const bool shared = (!draft_spec.path.empty() || eagle) && tp.name == "cpu" && dp.name == "cpu";
   ModelSpec t = target_spec;
   if (!eagle) t.hidden_states.clear();  // features are read by an eagle head only
-  target = std::make_unique<Model>(t, tp, kMaxWidth, shared);
+  target = std::make_unique<Model>(t, tp, kMaxWidth, prefill_width(tp), shared);
   vocab = target->vocab();
   capacity = target->capacity();
   ngram = make_ngram_drafter();
@@ -233,7 +245,7 @@ void Engine::Impl::open_draft(const ModelSpec& draft_spec, const ModelSpec& targ
                                 " differs from the target's " +
                                 std::to_string(target_spec.vocab_size));
   }
-  auto draft = std::make_unique<Model>(draft_spec, dp, kMaxWidth, shared);
+  auto draft = std::make_unique<Model>(draft_spec, dp, kMaxWidth, prefill_width(dp), shared);
   capacity = std::min(capacity, draft->capacity());
   model_drafter = make_model_drafter(std::move(draft));
 }
@@ -241,7 +253,7 @@ void Engine::Impl::open_draft(const ModelSpec& draft_spec, const ModelSpec& targ
 // The eagle head (validated by validate_eagle) on the draft provider.
 void Engine::Impl::open_eagle(const ModelSpec& eagle_spec, const ModelSpec& target_spec,
                               const ProviderSpec& dp, bool shared) {
-  auto head = std::make_unique<Model>(eagle_spec, dp, kMaxWidth, shared);
+  auto head = std::make_unique<Model>(eagle_spec, dp, kMaxWidth, prefill_width(dp), shared);
   capacity = std::min(capacity, head->capacity());
   eagle_drafter = make_eagle_drafter(std::move(head), eagle_spec.token_map, target_spec.vocab_size);
 }

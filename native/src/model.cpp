@@ -106,9 +106,14 @@ void check_feature_io(const IoMap& inputs, const IoMap& outputs, const ModelSpec
 
 }  // namespace
 
-Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width,
+Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width, int prefill_width,
              bool shared_threads)
-    : spec_(spec), max_width_(max_width), device_id_(provider.device_id) {
+    : spec_(spec),
+      max_width_(max_width),
+      prefill_width_(spec.logits_to_keep.empty()
+                         ? max_width
+                         : std::min(prefill_width, std::max(1, spec.capacity))),
+      device_id_(provider.device_id) {
   if (spec.num_layers <= 0 || spec.num_kv_heads <= 0 || spec.head_dim <= 0 ||
       spec.vocab_size <= 0 || spec.capacity <= 0) {
     throw std::invalid_argument(
@@ -117,7 +122,10 @@ Model::Model(const ModelSpec& spec, const ProviderSpec& provider, int max_width,
         std::to_string(spec.head_dim) + ", vocab_size " + std::to_string(spec.vocab_size) +
         ", capacity " + std::to_string(spec.capacity) + " must all be > 0");
   }
-  if (max_width < 1) throw std::invalid_argument("max_width must be >= 1");
+  if (max_width < 1 || prefill_width < 1) {
+    throw std::invalid_argument("max_width " + std::to_string(max_width) + " and prefill_width " +
+                                std::to_string(prefill_width) + " must be >= 1");
+  }
   if ((!spec.features.empty() || !spec.hidden_states.empty()) && spec.hidden_size <= 0) {
     throw std::invalid_argument("model '" + spec.path + "': hidden_size " +
                                 std::to_string(spec.hidden_size) +
@@ -207,14 +215,17 @@ void Model::allocate_kv() {
 
 void Model::create_io_values() {
   const int64_t vocab = spec_.vocab_size;
-  ids_.assign(max_width_, 0);
+  const int widest = std::max(max_width_, prefill_width_);
+  ids_.assign(widest, 0);
   const bool fp16 = spec_.logits_dtype == "float16";
   logits_f32_.assign(static_cast<size_t>(max_width_) * vocab, 0.0f);
   if (fp16) logits_f16_.assign(static_cast<size_t>(max_width_) * vocab, 0);
-  for (int w = 1; w <= max_width_; ++w) {
+  for (int w = 1; w <= widest; ++w) {
     const int64_t ids_shape[2] = {1, w};
     ids_values_.push_back(
         Ort::Value::CreateTensor<int64_t>(cpu_info_, ids_.data(), w, ids_shape, 2));
+  }
+  for (int w = 1; w <= max_width_; ++w) {
     const int64_t logits_shape[3] = {1, w, vocab};
     const size_t count = static_cast<size_t>(w) * vocab;
     if (fp16) {
@@ -227,9 +238,9 @@ void Model::create_io_values() {
     }
   }
   const int64_t h = spec_.hidden_size;
-  if (!spec_.features.empty()) features_.assign(static_cast<size_t>(max_width_) * h, 0.0f);
-  if (!spec_.hidden_states.empty()) hidden_.assign(static_cast<size_t>(max_width_) * h, 0.0f);
-  for (int w = 1; w <= max_width_; ++w) {
+  if (!spec_.features.empty()) features_.assign(static_cast<size_t>(widest) * h, 0.0f);
+  if (!spec_.hidden_states.empty()) hidden_.assign(static_cast<size_t>(widest) * h, 0.0f);
+  for (int w = 1; w <= widest; ++w) {
     const int64_t shape[3] = {1, w, h};
     const size_t count = static_cast<size_t>(w) * h;
     if (!features_.empty()) {
@@ -269,10 +280,9 @@ void Model::create_bindings() {
   // One binding per width: the CPU provider keeps references to our buffers, so forward() only
   // writes ids_ / seqlens_k_ / total_len_ in place. The same KV value is past input and present
   // output (GroupQueryAttention's shared-buffer mode).
-  for (int w = 1; w <= max_width_; ++w) {
-    bindings_.push_back(make_binding(w, false));
-    if (!spec_.logits_to_keep.empty()) last_bindings_.push_back(make_binding(w, true));
-  }
+  for (int w = 1; w <= max_width_; ++w) bindings_.push_back(make_binding(w, false));
+  if (spec_.logits_to_keep.empty()) return;
+  for (int w = 1; w <= prefill_width_; ++w) last_bindings_.push_back(make_binding(w, true));
 }
 
 // Everything bound for a width-w call; last_only: logits of the last row into [1, 1, vocab].
@@ -291,10 +301,11 @@ Ort::IoBinding Model::make_binding(int w, bool last_only) {
 }
 
 // Writes the ids, the length scalars and the features of a width-n call into the bound buffers.
-void Model::write_inputs(const int32_t* tokens, int n, const float* features) {
-  if (n < 1 || n > max_width_ || n_past_ + n > spec_.capacity) {
+void Model::write_inputs(const int32_t* tokens, int n, const float* features, bool last_only) {
+  const int widest = last_only ? prefill_width_ : max_width_;
+  if (n < 1 || n > widest || n_past_ + n > spec_.capacity) {
     throw std::runtime_error("Model::forward: width " + std::to_string(n) + " at n_past " +
-                             std::to_string(n_past_) + " (max width " + std::to_string(max_width_) +
+                             std::to_string(n_past_) + " (max width " + std::to_string(widest) +
                              ", capacity " + std::to_string(spec_.capacity) + ")");
   }
   if ((features != nullptr) == features_.empty()) {
@@ -317,7 +328,7 @@ const float* Model::forward(const int32_t* tokens, int n, const float* features)
 
 // One Run at width n; last_only (logits_to_keep graphs): logits of the last row only, in row 0.
 const float* Model::run(const int32_t* tokens, int n, const float* features, bool last_only) {
-  write_inputs(tokens, n, features);
+  write_inputs(tokens, n, features, last_only);
   Ort::IoBinding& binding = last_only ? last_bindings_[n - 1] : bindings_[n - 1];
   if (on_device_) {
     // A device session copies CPU inputs at bind time: rebind the ones that changed.
@@ -349,7 +360,7 @@ const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool
   int last_width = 0;
   for (int done = 0; done < n; done += last_width) {
     if (cancel != nullptr && done > 0 && cancel->load(std::memory_order_relaxed)) return nullptr;
-    last_width = std::min(max_width_, n - done);
+    last_width = std::min(last_only ? prefill_width_ : max_width_, n - done);
     const int pos = n_past_;
     const float* f =
         features != nullptr ? features + static_cast<size_t>(done) * spec_.hidden_size : nullptr;

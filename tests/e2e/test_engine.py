@@ -43,6 +43,8 @@ def model_spec(bundle: Path, role: str = "target") -> _native.ModelSpec:
 
 
 def cpu(threads: int = 1, **kw) -> _native.ProviderSpec:
+    """64-token prefill chunks (not the default 256), so the test prompts cross chunk edges."""
+    kw.setdefault("prefill_chunk", 64)
     return _native.ProviderSpec(name="cpu", threads=threads, **kw)
 
 
@@ -313,6 +315,27 @@ def test_fresh_engine_matches(tiny_bundle_with_draft, engine, prompts, reference
     )
     for i in (0, 9, 15):
         assert list(fresh.generate(prompts[i], config(drafter="model")).tokens) == reference[i]
+
+
+@pytest.mark.parametrize("chunk", [1, 16, 0, 4096])  # 0: the default 256; 4096: capped
+def test_prefill_chunk_does_not_change_tokens(tiny_bundle_with_draft, prompts, reference, chunk):
+    """The prefill chunk (ProviderSpec.prefill_chunk) changes speed, not what is generated, for
+    the target and the draft model alike; prompts up to 150 tokens cross every chunk edge."""
+    eng = _native.Engine(
+        model_spec(tiny_bundle_with_draft),
+        model_spec(tiny_bundle_with_draft, "draft"),
+        cpu(prefill_chunk=chunk),
+        cpu(prefill_chunk=chunk),
+    )
+    for i, p in enumerate(prompts):
+        for drafter in ("none", "model"):
+            assert list(eng.generate(p, config(drafter=drafter)).tokens) == reference[i], (i, chunk)
+
+
+@pytest.mark.parametrize("chunk", [-1, 4097])
+def test_prefill_chunk_is_validated(tiny_bundle_with_draft, chunk):
+    with pytest.raises(ValueError, match=f"prefill_chunk must be in .*got {chunk}"):
+        _native.Engine(model_spec(tiny_bundle_with_draft), None, cpu(prefill_chunk=chunk))
 
 
 def test_generate_is_not_reentrant(engine, prompts):

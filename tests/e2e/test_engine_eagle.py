@@ -50,7 +50,7 @@ def eagle_spec(bundle: Path) -> _native.ModelSpec:
 
 
 def cpu() -> _native.ProviderSpec:
-    return _native.ProviderSpec(name="cpu", threads=1)
+    return _native.ProviderSpec(name="cpu", threads=1, prefill_chunk=64)  # prompts cross chunks
 
 
 def config(**kw) -> _native.GenConfig:

@@ -123,7 +123,7 @@ def arch_session(request, tmp_path_factory, tiny_tokenizer_json):
     bundle = build_arch_bundle(
         tmp_path_factory.mktemp(f"lossless_{arch}"), arch, tiny_tokenizer_json
     )
-    with Session(bundle, threads=1) as s:
+    with Session(bundle, threads=1, prefill_chunk=64) as s:
         assert s.bundle.target.architecture == arch and s.has_draft
         yield arch, s
 
@@ -180,7 +180,7 @@ def eagle_session(arch_session, tmp_path_factory):
     bundle = tmp_path_factory.mktemp(f"lossless_eagle_{arch}") / "bundle"
     shutil.copytree(s.bundle.root, bundle)
     add_random_eagle(bundle, draft_vocab=300, seed=sorted(ARCHS).index(arch))
-    with Session(bundle, threads=1) as e:
+    with Session(bundle, threads=1, prefill_chunk=64) as e:
         assert e.has_eagle
         yield arch, e
 

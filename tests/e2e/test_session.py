@@ -223,6 +223,24 @@ def test_providers(tiny_bundle):
         Session(tiny_bundle, provider="cuda")
 
 
+@pytest.mark.parametrize(
+    ("chunk", "exc"), [(0, ValueError), (True, ValueError), (5000, ValueError)]
+)
+def test_prefill_chunk_is_checked(tiny_bundle, chunk, exc):
+    with pytest.raises(exc, match="prefill_chunk"):
+        Session(tiny_bundle, prefill_chunk=chunk)
+
+
+def test_prefill_chunk_gives_the_same_text(tiny_bundle, reference):
+    prompt = "one two three " * 40  # > 64 tokens: several 16-token chunks
+    with (
+        Session(tiny_bundle, threads=1) as a,
+        Session(tiny_bundle, threads=1, prefill_chunk=16) as b,
+    ):
+        want = a.generate(prompt, max_new_tokens=12).text
+        assert b.generate(prompt, max_new_tokens=12).text == want
+
+
 def test_closed_session_refuses(tiny_bundle):
     s = Session(tiny_bundle, threads=1)
     s.close()

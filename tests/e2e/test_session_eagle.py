@@ -33,7 +33,7 @@ def eagle_bundle(tmp_path_factory, tiny_bundle) -> Path:
 
 @pytest.fixture(scope="module")
 def session(eagle_bundle):
-    with Session(eagle_bundle, threads=1) as s:
+    with Session(eagle_bundle, threads=1, prefill_chunk=64) as s:
         yield s
 
 
@@ -109,5 +109,5 @@ def test_broken_head_is_a_one_line_bundle_error(eagle_bundle, tmp_path, case):
     bundle = Path(shutil.copytree(eagle_bundle, tmp_path / "bundle"))
     breaker(bundle)
     with pytest.raises(BundleError, match=pattern) as info:
-        Session(bundle, threads=1)
+        Session(bundle, threads=1, prefill_chunk=64)
     assert "\n" not in str(info.value)

@@ -44,6 +44,9 @@ struct ProviderSpec {
   int device_id = 0;            // GPU ordinal for cuda / tensorrt
   std::string trt_cache_dir;    // TensorRT engine cache directory ("" = no cache)
   bool allow_fallback = false;  // fall back to CPU when the provider cannot load
+  int prefill_chunk = 0;        // tokens per prefill forward (graphs with logits_to_keep; others
+                                // use 64); 0 = 256. Wider is faster on long prompts (one pass
+                                // over the weights per chunk) and needs more activation memory
 };
 
 // Parameters of one generation. Validated by Engine::generate (std::invalid_argument).
