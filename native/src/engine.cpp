@@ -31,6 +31,7 @@ constexpr int kMaxDraftTokens = 32;  // upper bound of GenConfig.num_draft_token
 constexpr int kMaxWidth = 64;        // widest forward with all logits rows, >= kMaxDraftTokens + 1
 constexpr int kPrefillWidth = 256;   // default prefill chunk of logits_to_keep graphs (model.h)
 constexpr int kMaxPrefillWidth = 4096;  // upper bound of ProviderSpec.prefill_chunk
+static_assert(kMaxWidth >= kMaxDraftTokens + 1, "verify width must fit the bindings");
 
 // ProviderSpec.prefill_chunk, validated (std::invalid_argument), 0 mapped to the default.
 int prefill_width(const ProviderSpec& p) {
@@ -41,7 +42,6 @@ int prefill_width(const ProviderSpec& p) {
   }
   return p.prefill_chunk == 0 ? kPrefillWidth : p.prefill_chunk;
 }
-static_assert(kMaxWidth >= kMaxDraftTokens + 1, "verify width must fit the bindings");
 
 using Clock = std::chrono::steady_clock;
 
