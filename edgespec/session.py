@@ -65,8 +65,9 @@ class Session:
 
     `provider` / `draft_provider`: "cpu", "cuda" or "tensorrt" (draft defaults to the
     target's). `threads`: intra-op threads per model (None = ONNX Runtime's default).
-    `prefill_chunk`: prompt tokens per forward pass (None = 256): wider prefills long prompts
-    faster (one pass over the weights per chunk) and needs more activation memory.
+    `prefill_chunk`: prompt tokens per forward pass (None = 256 for fp32/fp16 targets, 128 for
+    int8/int4 ones): wider prefills long prompts faster (one pass over the weights per chunk) and
+    needs more activation memory.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class Session:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         self.tokenizer = _load_tokenizer(self.bundle.tokenizer.path)
+        prefill_chunk = prefill_chunk or _default_prefill_chunk(self.bundle.target.precision)
         tp = _provider(provider, threads, device_id, trt_cache_dir, prefill_chunk)
         dp = _provider(draft_provider or provider, threads, device_id, trt_cache_dir, prefill_chunk)
         b = self.bundle
@@ -384,6 +386,14 @@ def _pick(value: Any, default: Any, fallback: Any) -> Any:
     if value is not None:
         return value
     return default if default is not None else fallback
+
+
+def _default_prefill_chunk(precision: str) -> int:
+    """Measured on 2 cores, SmolLM2-135M, summarization prompts of 449-769 tokens: fp32 time to
+    first token falls ~25% from 64- to 256-token chunks for +26 MB peak RSS; an int4 target
+    (MatMulNBits, compute-bound in prefill) gains ~5% at 128 and nothing more at 256, where its
+    RSS grows 41 MB instead of 13. int8 runs the same kernel family (not measured)."""
+    return 128 if precision in ("int4", "int8") else 256
 
 
 def _provider(
