@@ -397,12 +397,12 @@ def _default_prefill_chunk(precision: str) -> int:
 
 
 def _provider(
-    name: str, threads: int | None, device_id: int, trt_cache_dir: str | None, chunk: int | None
+    name: str, threads: int | None, device_id: int, trt_cache_dir: str | None, chunk: int
 ) -> Any:
     spec = _native.ProviderSpec()
     spec.name = name
     spec.threads = threads or 0
-    spec.prefill_chunk = chunk or 0
+    spec.prefill_chunk = chunk
     spec.device_id = device_id
     spec.trt_cache_dir = str(Path(trt_cache_dir).expanduser()) if trt_cache_dir else ""
     return spec

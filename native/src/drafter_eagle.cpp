@@ -56,7 +56,6 @@ class EagleDrafter final : public Drafter {
     copy_min_ = cfg.copy_match;
     min_confidence_ = cfg.draft_confidence;
     copy_max_ = cfg.ngram_max;
-    match_len_ = -1;
     const int len = static_cast<int>(prompt.size());
     if (n_written_ != len) {
       throw std::runtime_error("eagle drafter: the target's features cover " +
@@ -71,19 +70,14 @@ class EagleDrafter final : public Drafter {
   }
 
   int draft_class(const std::vector<int32_t>& committed) override {
-    match_len_ = static_cast<int>(committed.size());
-    match_ = copy_min_ > 0
-                 ? lookup::find_longest(committed.data(), match_len_, copy_min_, copy_max_)
-                 : lookup::Match();
-    return match_.end >= 0 ? match_.len : 0;
+    return match_.find(committed, copy_min_, copy_max_);  // 0: no copy, the head drafts
   }
 
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
     const int len = static_cast<int>(committed.size());
-    if (len != match_len_) draft_class(committed);
-    if (match_.end >= 0) {
+    if (match_.found()) {
       out.has_q = false;  // a deterministic proposal: q is one-hot
-      out.n = lookup::copy_continuation(committed.data(), len, match_.end, k, out.tokens.data());
+      out.n = match_.copy(committed, k, out.tokens.data());
       return out.n;
     }
     const float* logits = catch_up(committed.data(), len);  // [vocab] of position L-2
@@ -111,7 +105,6 @@ class EagleDrafter final : public Drafter {
     // Rows 0..n_accept of the latest verify (positions pos .. pos+n_accept) are true.
     n_true_ = std::min(verify_pos_ + 1 + n_accept, n_written_);
     head_->rewind_to(m_);
-    match_len_ = -1;
   }
 
   void on_target_features(int pos, const float* hidden, int n) override {
@@ -181,10 +174,9 @@ class EagleDrafter final : public Drafter {
   int n_true_ = 0;               // store rows 0..n_true_-1 are true features
   int verify_pos_ = 0;           // first position of the latest on_target_features()
   int m_ = 0;                    // head KV positions computed from true features
-  int copy_min_ = 3;     // copy path: shortest match that makes a lookup proposal (0 = never)
-  int copy_max_ = 8;     // copy path: matches are counted up to this length (ngram_max)
-  lookup::Match match_;  // copy match found by draft_class() for a sequence of match_len_ tokens
-  int match_len_ = -1;
+  int copy_min_ = 3;         // copy path: shortest match that makes a lookup proposal (0 = never)
+  int copy_max_ = 8;         // copy path: matches are counted up to this length (ngram_max)
+  lookup::StepMatch match_;  // this step's copy match (draft_class -> propose)
 };
 
 }  // namespace

@@ -12,34 +12,27 @@ class NgramDrafter final : public Drafter {
   void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) override {
     ngram_max_ = cfg.ngram_max;
     ngram_min_ = cfg.ngram_min;
-    match_len_ = -1;
   }
 
   int draft_class(const std::vector<int32_t>& committed) override {
-    match_len_ = static_cast<int>(committed.size());
-    match_ = lookup::find_longest(committed.data(), match_len_, ngram_min_, ngram_max_);
-    return match_.end >= 0 ? match_.len : -1;
+    const int n = match_.find(committed, ngram_min_, ngram_max_);
+    return n > 0 ? n : -1;
   }
 
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
     out.has_q = false;
-    const int len = static_cast<int>(committed.size());
-    if (len != match_len_) draft_class(committed);
-    out.n = match_.end < 0 ? 0
-                           : lookup::copy_continuation(committed.data(), len, match_.end, k,
-                                                       out.tokens.data());
+    out.n = match_.found() ? match_.copy(committed, k, out.tokens.data()) : 0;
     return out.n;
   }
 
-  void on_accept(int n_accept) override { match_len_ = -1; }
+  void on_accept(int n_accept) override {}
   int default_k() const override { return 8; }
   bool stochastic(const GenConfig& cfg) const override { return false; }
 
  private:
   int ngram_max_ = 3;
   int ngram_min_ = 1;
-  lookup::Match match_;  // the match found by draft_class() for a sequence of match_len_ tokens
-  int match_len_ = -1;
+  lookup::StepMatch match_;  // this step's match (draft_class -> propose)
 };
 
 }  // namespace

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <cstdint>
+#include <vector>
 
 namespace edgespec {
 namespace lookup {
@@ -41,6 +43,28 @@ inline int copy_continuation(const int32_t* seq, int len, int end, int k, int32_
   }
   return k;
 }
+
+// One step's match: a drafter's draft_class() finds it and its propose() copies from it, for the
+// same sequence (the engine calls them in that order: Drafter::draft_class).
+class StepMatch {
+ public:
+  // The longest match of seq's suffix (lookup disabled when n_min == 0); its length, 0 = none.
+  int find(const std::vector<int32_t>& seq, int n_min, int n_max) {
+    len_ = static_cast<int>(seq.size());
+    match_ = n_min > 0 ? find_longest(seq.data(), len_, n_min, n_max) : Match();
+    return match_.len;
+  }
+  bool found() const { return match_.end >= 0; }
+  // Proposes k tokens of the found match's continuation into out; returns k.
+  int copy(const std::vector<int32_t>& seq, int k, int32_t* out) const {
+    assert(found() && len_ == static_cast<int>(seq.size()));
+    return copy_continuation(seq.data(), len_, match_.end, k, out);
+  }
+
+ private:
+  Match match_;
+  int len_ = 0;  // length of the sequence match_ was found in
+};
 
 }  // namespace lookup
 }  // namespace edgespec

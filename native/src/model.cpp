@@ -360,7 +360,7 @@ const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool
   int last_width = 0;
   for (int done = 0; done < n; done += last_width) {
     if (cancel != nullptr && done > 0 && cancel->load(std::memory_order_relaxed)) return nullptr;
-    last_width = std::min(last_only ? prefill_width_ : max_width_, n - done);
+    last_width = std::min(prefill_width_, n - done);  // == max_width_ without logits_to_keep
     const int pos = n_past_;
     const float* f =
         features != nullptr ? features + static_cast<size_t>(done) * spec_.hidden_size : nullptr;
