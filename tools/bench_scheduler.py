@@ -7,8 +7,11 @@ Runs the native engine directly (no Python callback in the loop), greedy, interl
 drafter "none" and "ngram" per prompt so machine drift hits both. Prints per prompt and in total:
 tokens/s of each, the ngram/none ratio, whether the outputs are token-identical, and the
 scheduler overhead = time of a decode step outside ONNX Runtime's Run (total − prefill − verify)
-as a share of the decode time. With --session, the same through `Session.generate` (adds
-incremental detokenization in the per-chunk callback).
+as a share of the decode time. Each prompt's line also gives the answer's length, why it ended
+(eos or length) and its loop share (answer tokens that end a 16-gram already seen earlier in the
+answer): a small model that loops is easy for prompt lookup, so the summary splits the ratio by
+answers that ended at EOS, answers cut at --max-new-tokens, and answers that barely loop.
+Spec-Bench's own runs use --max-new-tokens 1024 (generate to EOS, at most 1024 tokens).
 """
 
 from __future__ import annotations
@@ -29,6 +32,17 @@ def _engine(bundle: edgespec.Bundle, threads: int | None) -> _native.Engine:
     return _native.Engine(target, None, provider)
 
 
+def _loop_share(tokens: list[int], n: int = 16) -> float:
+    """Share of tokens that end an n-gram seen earlier in the same sequence (0 = no repetition)."""
+    seen: set[tuple[int, ...]] = set()
+    hits = 0
+    for i in range(n, len(tokens) + 1):
+        gram = tuple(tokens[i - n : i])
+        hits += gram in seen
+        seen.add(gram)
+    return hits / len(tokens) if tokens else 0.0
+
+
 def _run(engine: _native.Engine, ids: list[int], drafter: str, n: int, eos: list[int]) -> dict:
     cfg = _native.GenConfig(max_new_tokens=n, drafter=drafter, eos_ids=eos)
     r = engine.generate(ids, cfg)
@@ -37,6 +51,7 @@ def _run(engine: _native.Engine, ids: list[int], drafter: str, n: int, eos: list
     outside = decode_s - st.t_verify_s  # ngram drafting is scheduler work, so it counts here
     return {
         "tokens": list(r.tokens),
+        "finish": r.finish_reason,
         "tok_s": st.n_generated / st.t_total_s,
         "overhead": outside / decode_s if decode_s > 0 else 0.0,
         "steps": st.n_steps,
@@ -73,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"q{row.question_id:<4} none {a['tok_s']:6.1f} tok/s  ngram {b['tok_s']:6.1f} "
                 f"tok/s  x{b['tok_s'] / a['tok_s']:.2f}  accept {b['accept']:.0%}  "
-                f"identical {a['tokens'] == b['tokens']}"
+                f"identical {a['tokens'] == b['tokens']}  {a['n']} tokens ({a['finish']}, "
+                f"loop {_loop_share(a['tokens']):.0%})"
             )
     _summary(res, same, len(rows))
     return 0
@@ -90,6 +106,16 @@ def _summary(res: dict[str, list[dict]], same: int, n: int) -> None:
         f"-> ngram/none {ratio:.2f}x (median per prompt {statistics.median(ratios):.2f}x, "
         f"min {min(ratios):.2f}x, max {max(ratios):.2f}x)"
     )
+    subsets = {
+        "ended at eos": lambda r: r["finish"] == "eos",
+        "cut at max-new-tokens": lambda r: r["finish"] == "length",
+        "loop share < 10%": lambda r: _loop_share(r["tokens"]) < 0.10,
+    }
+    for name, keep in subsets.items():
+        idx = [i for i, r in enumerate(res["none"]) if keep(r)]
+        if idx:
+            sub = agg([res["ngram"][i] for i in idx]) / agg([res["none"][i] for i in idx])
+            print(f"  answers {name}: {len(idx)}, ngram/none {sub:.2f}x")
     print(f"identical outputs: {same}/{n}")
     for d in ("none", "ngram"):
         ov = [r["overhead"] for r in res[d]]
