@@ -24,6 +24,7 @@ from pathlib import Path
 import edgespec
 from edgespec import _native
 from edgespec.bench.dataset import default_prompts_path, load_questions
+from edgespec.bench.metrics import loop_tokens
 
 
 def _engine(bundle: edgespec.Bundle, threads: int | None) -> _native.Engine:
@@ -32,15 +33,8 @@ def _engine(bundle: edgespec.Bundle, threads: int | None) -> _native.Engine:
     return _native.Engine(target, None, provider)
 
 
-def _loop_share(tokens: list[int], n: int = 16) -> float:
-    """Share of tokens that end an n-gram seen earlier in the same sequence (0 = no repetition)."""
-    seen: set[tuple[int, ...]] = set()
-    hits = 0
-    for i in range(n, len(tokens) + 1):
-        gram = tuple(tokens[i - n : i])
-        hits += gram in seen
-        seen.add(gram)
-    return hits / len(tokens) if tokens else 0.0
+def _loop_share(tokens: list[int]) -> float:
+    return loop_tokens(tokens) / len(tokens) if tokens else 0.0
 
 
 def _run(engine: _native.Engine, ids: list[int], drafter: str, n: int, eos: list[int]) -> dict:

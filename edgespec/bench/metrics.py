@@ -10,7 +10,11 @@ Definitions (one record = one method answering one turn of one question):
 - mean accepted tokens (tau) = tokens committed after the first / target forward steps after
   the prefill, pooled over the category's turns (1.0 for plain decoding);
 - identity = the turn's tokens equal the reference plain decoding's tokens (greedy: lossless
-  speculation must give 100%).
+  speculation must give 100%);
+- loop share = answer tokens that end a 16-token sequence already seen earlier in the same
+  answer, over all answer tokens (a small model's greedy answers often loop until the token
+  limit, and prompt lookup drafts a loop for free); cut rate = turns that stopped at the token
+  limit or the context capacity rather than at EOS.
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ from collections.abc import Iterable
 from typing import Any
 
 OVERALL = "overall"
+LOOP_NGRAM = 16  # a repeat this long is a loop, not a shared phrase
+
+
+def loop_tokens(tokens: list[int], n: int = LOOP_NGRAM) -> int:
+    """Tokens that end an n-gram already seen earlier in `tokens`."""
+    seen: set[tuple[int, ...]] = set()
+    hits = 0
+    for i in range(n, len(tokens) + 1):
+        gram = tuple(tokens[i - n : i])
+        hits += gram in seen
+        seen.add(gram)
+    return hits
 
 
 def quantiles(values: Iterable[float]) -> dict[str, float] | None:
@@ -82,6 +98,8 @@ def _turn_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for r in rows
         if r.get("identical_to_edgespec_plain") is not None
     ]
+    n_tokens = sum(len(r["tokens"]) for r in rows)
+    finished = [r["finish_reason"] for r in rows if r.get("finish_reason")]
     eng = [r["engine"] for r in rows if r.get("engine")]  # edgespec's own timings
     draft_s = sum(e["draft_s"] for e in eng)
     verify_s, verify_steps = sum(e["verify_s"] for e in eng), sum(e["steps"] for e in eng)
@@ -97,6 +115,8 @@ def _turn_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_mb": max(peaks) if peaks else None,
         "peak_rss_mb_median": statistics.median(peaks) if peaks else None,
         "identical_rate": sum(same) / len(same) if same else None,
+        "loop_share": sum(loop_tokens(r["tokens"]) for r in rows) / n_tokens if n_tokens else None,
+        "cut_rate": sum(f == "length" for f in finished) / len(finished) if finished else None,
         "identical_to_edgespec_plain_rate": sum(same_es) / len(same_es) if same_es else None,
     }
 

@@ -117,6 +117,24 @@ def drafter_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def answers_table(results: dict[str, Any]) -> str:
+    """What plain decoding answered, per category: loop share and turns cut at the limit (the
+    speedups above depend on them: a loop is free for prompt lookup)."""
+    groups = groups_in(results)
+    head = ["Runtime"] + [GROUP_TITLES.get(g, g) for g in groups] + ["Overall"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in results["methods"]:
+        if not key.endswith("/none"):
+            continue
+        per = results["summary"][key]
+        cells = [method_label(key)[0]]
+        for g in [*groups, OVERALL]:
+            fig = per.get(g, {})
+            cells.append(f"{_pct(fig.get('loop_share'))} / {_pct(fig.get('cut_rate'))}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _one_line(text: str, limit: int = 160) -> str:
     t = " ".join(str(text).split()).replace("|", "/")
     return t if len(t) <= limit else t[: limit - 1] + "…"
@@ -169,6 +187,12 @@ def markdown(results: dict[str, Any]) -> str:
         "step, same run:",
         "",
         drafter_table(results),
+        "",
+        "Plain decoding's answers per category: loop share (answer tokens that repeat an earlier "
+        "16-token sequence of the same answer) / turns cut at the token limit or the context "
+        "capacity instead of ending at EOS:",
+        "",
+        answers_table(results),
     ]
     if results["notes"]:
         out += ["", "Skipped turns:"]

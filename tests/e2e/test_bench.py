@@ -97,6 +97,32 @@ def test_results_md_has_the_leaderboard_rows(bench_run):
     drafters = md.split("edgespec's drafters:")[1]
     assert "Drafter cost / target step" in drafters and "| prompt lookup |" in drafters
     assert "| plain |" not in drafters  # plain decoding drafts nothing
+    answers = md.split("Plain decoding's answers per category")[1]
+    assert "| edgespec |" in answers and "| prompt lookup |" not in answers
+
+
+def test_loop_share_and_cut_rate_of_plain_answers(bench_run):
+    from edgespec.bench.metrics import loop_tokens
+
+    res = json.loads((bench_run / "results.json").read_text())
+    plain = [r for r in res["records"] if r["method"] == "none"]
+    o = res["summary"]["edgespec/none"]["overall"]
+    n = sum(len(r["tokens"]) for r in plain)
+    assert o["loop_share"] == pytest.approx(sum(loop_tokens(r["tokens"]) for r in plain) / n)
+    cut = [r["finish_reason"] == "length" for r in plain]
+    assert o["cut_rate"] == pytest.approx(sum(cut) / len(cut))
+
+
+def test_loop_tokens_counts_repeats_of_earlier_ngrams():
+    from edgespec.bench.metrics import loop_tokens
+
+    assert loop_tokens([]) == 0
+    assert loop_tokens(list(range(40))) == 0  # no repeat at all
+    assert loop_tokens([1, 2, 3, 4], n=5) == 0  # shorter than one n-gram
+    # 1..5 then 1..5 again: with n=3 the 3-grams ending at the 2nd "3", "4", "5" were seen
+    assert loop_tokens([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], n=3) == 3
+    assert loop_tokens([7] * 10, n=4) == 6  # a one-token loop: every 4-gram after the first
+    assert loop_tokens([1, 2, 3, 9, 1, 2, 3, 8], n=4) == 0  # shared 3-gram, no 4-gram repeat
 
 
 def test_drafter_cost_is_draft_time_per_token_over_plain_step(bench_run):
