@@ -14,6 +14,8 @@
 // up to ngram_max tokens), the step proposes what followed them instead (a long exact match
 // predicts summaries and answers over a passage better than the head); the head then catches
 // up over the gap next time. Draft class: 0 for the head, the match length for a copy.
+// Draft length: a copy may run up to k (default 8, as prompt lookup); the head's chain stops at
+// kHeadDepth, at k, or once its confidence drops below draft_confidence, whichever comes first.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -26,6 +28,11 @@
 
 namespace edgespec {
 namespace {
+
+// Longest chain the head drafts in one step. Its acceptance falls with depth (it feeds on its
+// own predicted features), and the policy's per-position estimates for deep positions borrow
+// from shallower ones, so deeper head chains mostly cost verify width; a copy is not bound by it.
+constexpr int kHeadDepth = 4;
 
 class EagleDrafter final : public Drafter {
  public:
@@ -82,6 +89,7 @@ class EagleDrafter final : public Drafter {
     }
     const float* logits = catch_up(committed.data(), len);  // [vocab] of position L-2
     out.has_q = !greedy_;
+    k = std::min(k, kHeadDepth);
     double confidence = 1.0;  // the head's own probability that all drafts so far are right
     for (int i = 0; i < k; ++i) {
       const int32_t d = choose(logits, i, out);
@@ -120,7 +128,7 @@ class EagleDrafter final : public Drafter {
     verify_pos_ = pos;
   }
 
-  int default_k() const override { return 4; }
+  int default_k() const override { return 8; }  // a copy's bound; the head's is kHeadDepth
   bool stochastic(const GenConfig& cfg) const override { return cfg.temperature > 0.0f; }
 
  private:

@@ -182,7 +182,7 @@ def test_greedy_eagle_equals_plain(engine, prompts, reference, extra):
     for p, want in zip(prompts, reference, strict=True):
         r = engine.generate(p, config(drafter="eagle", **extra))
         assert list(r.tokens) == want, p
-        check_stats(r, p, extra.get("num_draft_tokens", 4))
+        check_stats(r, p, extra.get("num_draft_tokens", 8))
         accepted += r.stats.n_accept
         drafted += r.stats.n_draft
     print(f"eagle {extra}: accepted {accepted}/{drafted}")
@@ -224,6 +224,9 @@ def lookup_copy(seq: list[int], k: int, n: int = 3, n_max: int = 8) -> list[int]
     for i in range(k):
         s.append(s[best_end + 1 + i])
     return s[len(seq) :]
+
+
+HEAD_DEPTH = 4  # drafter_eagle.cpp kHeadDepth: the head's longest chain (a copy may be longer)
 
 
 def simulate_greedy_eagle(
@@ -268,13 +271,14 @@ def simulate_greedy_eagle(
         elif kk > 0:
             logits, hid = run(head, seq[m + 1 : n_len], m, feats[m : n_len - 1])
             m = n_len - 1
-            for i in range(kk):
+            depth = min(kk, HEAD_DEPTH)
+            for i in range(depth):
                 drafts.append(int(token_map[np.argmax(logits[-1])]))
-                if i + 1 < kk:
+                if i + 1 < depth:
                     logits, hid = head.forward([drafts[-1]], m + i, True, hid[-1:])
         logits, hid = target.forward([seq[-1], *drafts], n_len - 1, hidden=True)
         n = 0
-        while n < kk and drafts[n] == int(np.argmax(logits[n])):
+        while n < len(drafts) and drafts[n] == int(np.argmax(logits[n])):
             n += 1
         feats[n_len - 1 : n_len + n] = hid[: n + 1]  # the accepted rows only
         seq += [*drafts[:n], int(np.argmax(logits[n]))]
@@ -488,7 +492,8 @@ def test_spec_fields_roundtrip():
 def test_unconfident_head_stops_after_one_draft(engine, prompts, reference):
     """Drafting stops once the head's confidence (product of its top-token probabilities) is
     below draft_confidence: a random head over 300 tokens is never 0.3 sure, so every step
-    drafts one token; with draft_confidence 0 it drafts the fixed k."""
+    drafts one token; with draft_confidence 0 it drafts the fixed k, bounded by the head's depth
+    (4: kHeadDepth)."""
     steps = drafted = fixed = fixed_steps = 0
     for p, want in list(zip(prompts, reference, strict=True))[:6]:
         base = dict(drafter="eagle", copy_match=0, num_draft_tokens=6, adaptive=False)
@@ -500,4 +505,4 @@ def test_unconfident_head_stops_after_one_draft(engine, prompts, reference):
         fixed += f.stats.n_draft
         fixed_steps += f.stats.n_steps
     assert steps - 6 <= drafted <= steps  # a last step with budget for no draft drafts none
-    assert fixed > 3 * fixed_steps
+    assert 3 * fixed_steps < fixed <= HEAD_DEPTH * fixed_steps
