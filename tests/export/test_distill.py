@@ -228,6 +228,53 @@ def test_unrolled_step_matches_drafting_with_own_features(head_and_graph):
         assert np.abs(h[0] - f2[r].numpy()).max() <= 1e-4, i
 
 
+# -- teacher generation --------------------------------------------------------------------------
+
+
+def _greedy_alone(model, prompt: list[int], eos: int, max_new: int):
+    """Reference: one prompt, no batch, no cache: greedy ids and the final-norm features of
+    prompt + answer[:-1] from one forward over the whole sequence."""
+    import torch
+
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(max_new):
+            nxt = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+            ids.append(nxt)
+            if nxt == eos:
+                break
+        got: list = []
+        hook = model.model.norm.register_forward_hook(lambda m, a, out: got.append(out))
+        model(torch.tensor([ids[:-1]]))
+        hook.remove()
+    return ids, got[0][0].numpy()  # [T], [T-1, H]
+
+
+def test_batched_generation_matches_each_prompt_alone(tiny_hf_dir):
+    """Left padding, rows leaving the batch at EOS (their KV rows dropped) and the cap: each
+    row's answer and features are what the prompt gives alone."""
+    from types import SimpleNamespace
+
+    from edgespec.export.distill.data import generate_batch
+    from edgespec.export.distill.teacher import load_teacher
+
+    model = load_teacher(tiny_hf_dir).eval()
+    rng = np.random.default_rng(4)
+    prompts = [rng.integers(3, 500, n).tolist() for n in (3, 9, 5, 12, 7, 4)]
+    free = [_greedy_alone(model, p, -1, 10)[0][len(p) :] for p in prompts]  # no EOS
+    eos = free[0][3]  # row 0 stops at its 4th token; rows without this id run to the cap
+    text = SimpleNamespace(pad_id=0, eos_ids=[eos])
+    seqs = generate_batch(model, prompts, text, 10)
+    lens = [len(s["ids"]) - len(p) for s, p in zip(seqs, prompts, strict=True)]
+    assert min(lens) < 10 and max(lens) == 10, lens  # some rows left early, some hit the cap
+    for p, s in zip(prompts, seqs, strict=True):
+        ids, feats = _greedy_alone(model, p, eos, 10)
+        assert s["ids"] == ids
+        assert s["prompt_len"] == len(p) and s["finished"] == (ids[-1] == eos)
+        assert s["feats"].shape == feats.shape
+        np.testing.assert_allclose(s["feats"].astype(np.float32), feats, atol=2e-2, rtol=1e-2)
+
+
 # -- pure pieces -----------------------------------------------------------------------------
 
 
