@@ -18,6 +18,8 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("onnx")
 
+from decoder_harness import torch_reference  # noqa: E402
+
 from edgespec.cli import main as cli_main  # noqa: E402
 from edgespec.export.distill import seeds, train  # noqa: E402
 from edgespec.export.distill.data import (  # noqa: E402
@@ -234,20 +236,12 @@ def test_unrolled_step_matches_drafting_with_own_features(head_and_graph):
 def _greedy_alone(model, prompt: list[int], eos: int, max_new: int):
     """Reference: one prompt, no batch, no cache: greedy ids and the final-norm features of
     prompt + answer[:-1] from one forward over the whole sequence."""
-    import torch
-
     ids = list(prompt)
-    with torch.no_grad():
-        for _ in range(max_new):
-            nxt = int(model(torch.tensor([ids])).logits[0, -1].argmax())
-            ids.append(nxt)
-            if nxt == eos:
-                break
-        got: list = []
-        hook = model.model.norm.register_forward_hook(lambda m, a, out: got.append(out))
-        model(torch.tensor([ids[:-1]]))
-        hook.remove()
-    return ids, got[0][0].numpy()  # [T], [T-1, H]
+    for _ in range(max_new):
+        ids.append(int(torch_reference(model, ids)[0][-1].argmax()))
+        if ids[-1] == eos:
+            break
+    return ids, torch_reference(model, ids[:-1])[1]  # [T], [T-1, H]
 
 
 def test_batched_generation_matches_each_prompt_alone(tiny_hf_dir):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 
 from test_quantize import run_matmulnbits  # noqa: E402
 
