@@ -176,3 +176,24 @@ class _DraftPolicy:
     def choose(self, cls: int) -> int: ...
 
 spec: _SpecModule
+
+class _OpsModule:
+    """edgespec._native.ops: the ai.edgespec attention kernel (native/src/ops/row_attention.h)."""
+
+    @staticmethod
+    def attend_rows(
+        q: npt.ArrayLike,
+        k: npt.ArrayLike,
+        v: npt.ArrayLike,
+        n0: int,
+        scale: float,
+        generic: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """Causal attention of query rows q [nr, D] at consecutive positions (row r sees
+        k, v rows j < n0 + r) -> [nr, D]; generic: the portable kernel instead of AVX2."""
+    @staticmethod
+    def exp_nonpositive(x: float) -> float:
+        """e^x for x <= 0 (the kernel's exp)."""
+    MAX_ROWS: int
+
+ops: _OpsModule

@@ -50,6 +50,18 @@ def find_library() -> str:
     return ""  # system loader: libonnxruntime.so (e.g. Jetson's JetPack install)
 
 
+def ops_library() -> str:
+    """Path of libedgespec_ops.so, edgespec's custom ops (ai.edgespec) for sessions of the
+    onnxruntime Python package: ``SessionOptions.register_custom_ops_library(ops_library())``.
+    edgespec's own engine has them built in."""
+    from . import _native
+
+    path = Path(_native.__file__).with_name("libedgespec_ops.so")
+    if not path.is_file():
+        raise ImportError(f"edgespec's custom-op library is missing: {path} (reinstall edgespec)")
+    return str(path)
+
+
 def ensure_runtime() -> str:
     """Load ORT into edgespec._native once; return the library path used.
 
@@ -74,4 +86,4 @@ def ensure_runtime() -> str:
     return _loaded_path
 
 
-__all__ = ["ENV_VAR", "ensure_runtime", "find_library"]
+__all__ = ["ENV_VAR", "ensure_runtime", "find_library", "ops_library"]

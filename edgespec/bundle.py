@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 FORMAT = "edgespec-bundle"  # magic value of the manifest's "format" field
-FORMAT_VERSION = 1  # newest manifest version this runtime reads
+FORMAT_VERSION = 2  # newest manifest version this runtime reads (2: models may use ai.edgespec ops)
 MANIFEST_NAME = "edgespec.json"
 
 _KV_DTYPES = ("float32", "float16")
+ATTENTIONS = ("gqa", "edgespec")  # com.microsoft / ai.edgespec GroupQueryAttention
 _INPUT_KEYS = ("input_ids", "seqlens_k", "total_sequence_length", "past_key", "past_value")
 _OUTPUT_KEYS = ("logits", "present_key", "present_value")
 _INT_KEYS = ("num_layers", "num_kv_heads", "head_dim", "vocab_size", "capacity")
@@ -50,6 +51,7 @@ class ModelInfo:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)  # the manifest entry as read
     hidden_size: int = 0  # feature width (0 when the manifest does not say)
     token_map: tuple[int, ...] = ()  # eagle head only: draft id -> target id
+    attention: str = "gqa"  # gqa (any provider) | edgespec (CPU op; absent before format v2)
 
     def native_spec_kwargs(self, hidden_states: bool = False) -> dict[str, Any]:
         """Keyword arguments for `edgespec._native.ModelSpec`. `hidden_states`: bind the
@@ -176,6 +178,11 @@ def _model_info(root: Path, role: str, entry: dict) -> ModelInfo:
     for name, dt in (("kv_dtype", kv_dtype), ("logits_dtype", logits_dtype)):
         if dt not in _KV_DTYPES:
             raise BundleError(f"manifest: '{where}.{name}' must be one of {_KV_DTYPES}, got {dt!r}")
+    attention = entry.get("attention", "gqa")
+    if attention not in ATTENTIONS:
+        raise BundleError(
+            f"manifest: '{where}.attention' must be one of {ATTENTIONS}, got {attention!r}"
+        )
     inputs = _require(entry, "inputs", dict, where)
     outputs = _require(entry, "outputs", dict, where)
     for key in _INPUT_KEYS:
@@ -195,6 +202,7 @@ def _model_info(root: Path, role: str, entry: dict) -> ModelInfo:
         file_bytes=int(entry.get("file_bytes", 0)),
         raw=dict(entry),
         hidden_size=_hidden_size(entry, where),
+        attention=attention,
         **ints,
     )
 

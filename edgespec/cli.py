@@ -233,6 +233,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 "vocab_size": m.vocab_size,
                 "capacity": m.capacity,
                 "kv_dtype": m.kv_dtype,
+                "attention": m.attention,
                 "size_mb": round(m.file_bytes / 2**20, 1),
                 "source": m.raw.get("source", ""),
             }
@@ -253,7 +254,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for role, m in info["models"].items():
         print(
             f"{role:8} {m['architecture']} {m['precision']}, {m['layers']} layers, "
-            f"{m['kv_heads']}x{m['head_dim']} KV ({m['kv_dtype']}), vocab {m['vocab_size']}, "
+            f"{m['kv_heads']}x{m['head_dim']} KV ({m['kv_dtype']}), {m['attention']} attention, "
+            f"vocab {m['vocab_size']}, "
             f"{m['size_mb']} MB  {m['source']}"
         )
     for role in ("draft", "eagle"):

@@ -92,6 +92,7 @@ class Session:
         for p in (provider, draft_provider or provider):
             if p not in PROVIDERS:
                 raise ValueError(f"unknown provider {p!r}; choose one of {', '.join(PROVIDERS)}")
+        _check_attention(self.bundle, provider, draft_provider or provider)
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         self.tokenizer = _load_tokenizer(self.bundle.tokenizer.path)
@@ -394,6 +395,18 @@ def _default_prefill_chunk(precision: str) -> int:
     (MatMulNBits, compute-bound in prefill) gains ~5% at 128 and nothing more at 256, where its
     RSS grows 41 MB instead of 13. int8 runs the same kernel family (not measured)."""
     return 128 if precision in ("int4", "int8") else 256
+
+
+def _check_attention(bundle: Bundle, provider: str, draft_provider: str) -> None:
+    """ai.edgespec attention is a CPU op: on a GPU provider every layer would copy its KV cache
+    to the host and back, so refuse instead of running that slowly."""
+    pairs = [(bundle.target, provider)] + ([(bundle.draft, draft_provider)] if bundle.draft else [])
+    for model, p in pairs:
+        if model.attention == "edgespec" and p != "cpu":
+            raise ValueError(
+                f"the bundle's {model.role} uses edgespec attention, a CPU op; provider {p!r} "
+                "needs a bundle exported with --attention gqa"
+            )
 
 
 def _provider(

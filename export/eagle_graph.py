@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import IO_NAMES, IR_VERSION, LOGITS_TO_KEEP, OPSETS, GraphOptions, _Builder
+from .graph import IO_NAMES, IR_VERSION, LOGITS_TO_KEEP, GraphOptions, _Builder
 from .model_ir import ArchConfig, LoadedModel
 from .writer import normalize_modes, save_graph
 
@@ -92,7 +92,9 @@ def build_eagle_graph(cfg: ArchConfig, weights: dict[str, np.ndarray], capacity:
     model = LoadedModel(cfg, dict(weights), tokenizer=None, source="eagle head")  # type: ignore[arg-type]
     # logits_to_keep: the head's catch-up over a prompt (or over the tokens a verify committed)
     # needs the last row's logits only; its LM head is over half the cost of a catch-up row.
-    opts = GraphOptions(precision="fp32", capacity=capacity, logits_to_keep=True)
+    # gqa: the head's numerics do not touch identity (the target verifies every token), and a
+    # head trained here then runs on any provider.
+    opts = GraphOptions(precision="fp32", capacity=capacity, logits_to_keep=True, attention="gqa")
     b = _Builder(model, opts)
     from .graph_rope import rope_caches
 
@@ -116,7 +118,7 @@ def build_eagle_graph(cfg: ArchConfig, weights: dict[str, np.ndarray], capacity:
     inputs.insert(1, vi("features", TensorProto.FLOAT, [1, "n", cfg.hidden_size]))
     graph = helper.make_graph(b.nodes, "edgespec_eagle_head", inputs, outputs, initializer=b.inits)
     return helper.make_model(
-        graph, opset_imports=OPSETS, ir_version=IR_VERSION, producer_name="edgespec"
+        graph, opset_imports=opts.opsets, ir_version=IR_VERSION, producer_name="edgespec"
     )
 
 
@@ -144,6 +146,7 @@ def eagle_entry(cfg: ArchConfig, target: dict, capacity: int, file_bytes: int, t
         "capacity": capacity,
         "kv_dtype": "float32",
         "kv_layout": "BNSH",
+        "attention": "gqa",
         "logits_dtype": "float32",
         "inputs": {**IO_NAMES["inputs"], "features": "features", "logits_to_keep": LOGITS_TO_KEEP},
         "outputs": outputs,

@@ -23,6 +23,8 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4")
 IR_VERSION = 10  # ORT 1.31 rejects newer IR versions
 OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
 MS = "com.microsoft"
+EDGESPEC_DOMAIN = "ai.edgespec"  # edgespec's CPU custom ops (native/src/ops/attention_op.h)
+ATTENTIONS = ("auto", "gqa", "edgespec")
 
 # Graph I/O names (recorded verbatim in the manifest).
 IO_NAMES = {
@@ -53,6 +55,10 @@ class GraphOptions:
     accuracy_level: int = 4  # MatMulNBits accuracy_level (4 = int8 activations on CPU)
     hidden_states: bool = True  # expose the final-norm output as an extra graph output
     logits_to_keep: bool = True  # int64 [1] input: logits for the last k rows only (prefill: 1)
+    # Attention op. gqa: ORT's com.microsoft GroupQueryAttention (every provider); edgespec:
+    # ai.edgespec GroupQueryAttention (CPU), each query row computed alone, so a verify call
+    # equals one-token decode steps bit for bit; auto: edgespec, gqa for fp16 (a GPU precision).
+    attention: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -63,6 +69,23 @@ class GraphOptions:
             raise ValueError(f"block_size must be a power of two >= 16, got {self.block_size}")
         if self.accuracy_level not in (0, 1, 2, 3, 4):
             raise ValueError(f"accuracy_level must be 0..4, got {self.accuracy_level}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"unknown attention {self.attention!r} (expected {ATTENTIONS})")
+        if self.attention == "edgespec" and self.precision == "fp16":
+            raise ValueError("attention 'edgespec' is float32 only: use 'gqa' with fp16")
+
+    @property
+    def attention_op(self) -> str:
+        """The attention actually used: gqa | edgespec ("auto" resolved)."""
+        if self.attention != "auto":
+            return self.attention
+        return "gqa" if self.precision == "fp16" else "edgespec"
+
+    @property
+    def opsets(self) -> list:
+        """Opset imports of a graph built with these options."""
+        extra = [helper.make_opsetid(EDGESPEC_DOMAIN, 1)] if self.attention_op == "edgespec" else []
+        return OPSETS + extra
 
     @property
     def quant_bits(self) -> int | None:
@@ -279,7 +302,7 @@ class _Builder:
                 ins,
                 [out] + present,
                 name=f"{p}.gqa",
-                domain=MS,
+                domain=MS if self.opts.attention_op == "gqa" else EDGESPEC_DOMAIN,
                 num_heads=nq,
                 kv_num_heads=nkv,
                 do_rotary=1,
@@ -420,6 +443,6 @@ def build_decoder(
     inputs, outputs = b.io()
     graph = helper.make_graph(b.nodes, "edgespec_decoder", inputs, outputs, initializer=b.inits)
     proto = helper.make_model(
-        graph, opset_imports=OPSETS, ir_version=IR_VERSION, producer_name="edgespec"
+        graph, opset_imports=opts.opsets, ir_version=IR_VERSION, producer_name="edgespec"
     )
     return proto

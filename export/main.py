@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .graph import PRECISIONS, GraphOptions
+from .graph import ATTENTIONS, PRECISIONS, GraphOptions
 from .model_ir import LoadedModel
 from .writer import ModelSpec, write_bundle
 
@@ -52,6 +52,13 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         help="MatMulNBits accuracy_level for int4/int8 (default 4)",
     )
     parser.add_argument(
+        "--attention",
+        choices=ATTENTIONS,
+        default="auto",
+        help="attention op: edgespec (CPU; verify equals plain decoding bit for bit), gqa (ORT's "
+        "GroupQueryAttention, every provider); auto (default): edgespec, gqa for fp16",
+    )
+    parser.add_argument(
         "--no-hidden-states", action="store_true", help="omit the hidden_states graph output"
     )
     parser.add_argument(
@@ -84,6 +91,7 @@ def _options(args: argparse.Namespace, precision: str) -> GraphOptions:
         block_size=args.block_size,
         accuracy_level=args.accuracy_level,
         hidden_states=not args.no_hidden_states,
+        attention=getattr(args, "attention", "auto"),
     )
 
 

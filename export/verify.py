@@ -16,8 +16,11 @@ class SharedKVDecoder:
     def __init__(self, graph: str | Path, manifest_entry: dict):
         import onnxruntime as ort
 
+        from edgespec._ort import ops_library
+
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
+        so.register_custom_ops_library(ops_library())  # ai.edgespec attention
         self.sess = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
         self.m = manifest_entry
         dtype = np.float16 if self.m["kv_dtype"] == "float16" else np.float32

@@ -19,7 +19,7 @@ from .graph import IO_NAMES, LOGITS_TO_KEEP, GraphOptions, build_decoder
 from .model_ir import LoadedModel, TokenizerData
 
 FORMAT = "edgespec-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written when a model uses an ai.edgespec op (attention "edgespec"), else 1
 MANIFEST = "edgespec.json"
 DEFAULT_GENERATION = {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0}
 
@@ -124,6 +124,7 @@ def model_entry(spec: ModelSpec, rel_path: str, file_bytes: int) -> dict:
         "capacity": opts.capacity,
         "kv_dtype": opts.kv_dtype,
         "kv_layout": "BNSH",
+        "attention": opts.attention_op,
         "logits_dtype": "float32",
         "inputs": inputs,
         "outputs": outputs,
@@ -143,6 +144,11 @@ def tokenizer_entry(tok: TokenizerData) -> dict:
     }
 
 
+def _uses_edgespec_ops(models: dict) -> bool:
+    """Whether a graph needs edgespec's custom ops (readers of format 1 lack them)."""
+    return any(m.get("attention") == "edgespec" for m in models.values())
+
+
 def _write_contents(
     tmp: Path, target: ModelSpec, draft: ModelSpec | None, generation: dict, progress: bool
 ) -> None:
@@ -157,7 +163,7 @@ def _write_contents(
         (tmp / "chat_template.jinja").write_text(tok.chat_template, encoding="utf-8")
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if _uses_edgespec_ops(models) else 1,
         "created_by": f"edgespec {_version()}",
         "models": models,
         "tokenizer": tokenizer_entry(tok),

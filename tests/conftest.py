@@ -3,7 +3,8 @@
 `tiny_bundle`: fp32 bundle of a tiny random Llama (vocab 512, hidden 64, 2 layers) with a small
 byte-level BPE tokenizer, a ChatML chat template and two EOS ids. `tiny_bundle_with_draft`: the
 same target plus a 1-layer draft that shares the target's embedding, first layer, final norm and
-head (so it agrees with the target often, but not always).
+head (so it agrees with the target often, but not always). Both use the export's default
+attention (edgespec's CPU op); `tiny_gqa_bundle_with_draft` uses ORT's GroupQueryAttention.
 """
 
 from __future__ import annotations
@@ -133,7 +134,13 @@ def save_random_model(model_dir: Path, config, seed: int = 0, tokenizer_json: st
     return model
 
 
-def _export(model_dir: Path, out: Path, draft_dir: Path | None = None, precision: str = "fp32"):
+def _export(
+    model_dir: Path,
+    out: Path,
+    draft_dir: Path | None = None,
+    precision: str = "fp32",
+    attention: str = "auto",
+):
     import argparse
 
     from edgespec.export.main import add_export_arguments, run_export
@@ -145,6 +152,8 @@ def _export(model_dir: Path, out: Path, draft_dir: Path | None = None, precision
         precision,
         "--capacity",
         str(TINY_CAPACITY),
+        "--attention",
+        attention,
         "-o",
         str(out),
         "--quiet",
@@ -203,6 +212,14 @@ def tiny_bundle_with_draft(tmp_path_factory, tiny_hf_dir, tiny_hf_draft_dir) -> 
     pytest.importorskip("onnx")
     out = tmp_path_factory.mktemp("bundles") / "tiny_with_draft"
     return _export(tiny_hf_dir, out, draft_dir=tiny_hf_draft_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_gqa_bundle_with_draft(tmp_path_factory, tiny_hf_dir, tiny_hf_draft_dir) -> Path:
+    """`tiny_bundle_with_draft` exported with ORT's GroupQueryAttention (runs on any provider)."""
+    pytest.importorskip("onnx")
+    out = tmp_path_factory.mktemp("bundles") / "tiny_gqa_with_draft"
+    return _export(tiny_hf_dir, out, draft_dir=tiny_hf_draft_dir, attention="gqa")
 
 
 # -- the real SmolLM2 bundle (tests/slow; `make test-slow` exports it first) -------------------

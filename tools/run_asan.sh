@@ -20,28 +20,30 @@ PY="${PY:-$ROOT/.venv/bin/python}"
 BUILD="${EDGESPEC_ASAN_BUILD:-$ROOT/build/asan}"
 STAGE="$BUILD/stage"
 CXX="${CXX:-g++}"
-DEFAULT_TESTS=(tests/unit/test_spec_math.py tests/e2e/test_engine.py tests/e2e/test_lossless.py
-  tests/e2e/test_engine_eagle.py tests/e2e/test_faults.py)
+DEFAULT_TESTS=(tests/unit/test_spec_math.py tests/unit/test_row_attention.py
+  tests/e2e/test_engine.py tests/e2e/test_lossless.py tests/e2e/test_engine_eagle.py
+  tests/e2e/test_faults.py)
 
 cd "$ROOT"
 start=$(date +%s)
 
-# 1. configure + build (incremental) the sanitized module only
+# 1. configure + build (incremental) the sanitized module and custom-op library only
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER="$CXX" -DEDGESPEC_SANITIZE=ON \
   -DPython_EXECUTABLE="$PY" -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" >/dev/null
-cmake --build "$BUILD" --target _native -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+cmake --build "$BUILD" --target _native edgespec_ops -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 module="$(ls "$BUILD"/_native*.so)"
 
-# 2. stage an importable edgespec package: live sources + the sanitized module
+# 2. stage an importable edgespec package: live sources + the sanitized module and ops library
 rm -rf "$STAGE"
 mkdir -p "$STAGE/edgespec"
 for entry in "$ROOT"/edgespec/*; do
-  case "$(basename "$entry")" in _native*.so | __pycache__) continue ;; esac
+  case "$(basename "$entry")" in _native*.so | libedgespec_ops.so | __pycache__) continue ;; esac
   ln -s "$entry" "$STAGE/edgespec/"
 done
 ln -s "$ROOT/export" "$STAGE/edgespec/export"
 ln -s "$module" "$STAGE/edgespec/"
+ln -s "$BUILD/libedgespec_ops.so" "$STAGE/edgespec/"
 
 # 3. run pytest under the sanitizers
 lib() { "$CXX" -print-file-name="$1"; }

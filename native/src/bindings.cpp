@@ -1,7 +1,8 @@
 // Python bindings of the native core: the only file that includes pybind11.
-// Module edgespec._native (engine, specs, runtime loading) and edgespec._native.spec (pure
-// acceptance math, for tests). std::invalid_argument → ValueError, std::runtime_error →
-// RuntimeError (pybind11's default translation).
+// Module edgespec._native (engine, specs, runtime loading), edgespec._native.spec (pure
+// acceptance math, for tests) and edgespec._native.ops (the row-attention kernel, for tests).
+// std::invalid_argument → ValueError, std::runtime_error → RuntimeError (pybind11's default
+// translation).
 #include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -16,6 +17,7 @@
 #include "draft_policy.h"
 #include "edgespec/engine.h"
 #include "lookup.h"
+#include "ops/row_attention.h"
 #include "spec_math.h"
 
 namespace py = pybind11;
@@ -393,6 +395,35 @@ void bind_spec(py::module_& m) {
   s.attr("DRAFT_CLASSES") = kDraftClasses;
 }
 
+// out [nr, D] = attend_rows(q [nr, D], k / v [>= n0 + nr - 1, D]); generic: the portable kernel.
+FloatArray attend_rows(const FloatArray& q, const FloatArray& k, const FloatArray& v, int n0,
+                       float scale, bool generic) {
+  if (q.ndim() != 2 || k.ndim() != 2 || v.ndim() != 2 || k.shape(1) != q.shape(1) ||
+      v.shape(0) != k.shape(0) || v.shape(1) != q.shape(1)) {
+    throw py::value_error("need q [nr, D] and k, v [n, D]");
+  }
+  const int nr = static_cast<int>(q.shape(0)), dim = static_cast<int>(q.shape(1));
+  if (nr < 1 || nr > ops::kMaxRows || n0 < 1 || n0 + nr - 1 > k.shape(0) || dim < 1) {
+    throw py::value_error("need 1 <= nr <= " + std::to_string(ops::kMaxRows) +
+                          ", n0 >= 1, n0 + nr - 1 <= n and D >= 1");
+  }
+  const int64_t stride = (n0 + nr - 1 + 7) / 8 * 8;
+  std::vector<float> scores(static_cast<size_t>(nr) * stride);  // [nr, stride]
+  FloatArray out({nr, dim});
+  auto run = generic ? ops::attend_rows_generic : ops::attend_rows;
+  run(q.data(), nr, k.data(), v.data(), n0, dim, scale, scores.data(), stride, out.mutable_data(),
+      dim);
+  return out;
+}
+
+void bind_ops(py::module_& m) {
+  py::module_ o = m.def_submodule("ops", "edgespec's custom-op kernels (for tests).");
+  o.def("attend_rows", &attend_rows, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("n0"),
+        py::arg("scale"), py::arg("generic") = false);
+  o.def("exp_nonpositive", [](float x) { return ops::exp_nonpositive(x); }, py::arg("x"));
+  o.attr("MAX_ROWS") = ops::kMaxRows;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -405,4 +436,5 @@ PYBIND11_MODULE(_native, m) {
   bind_results(m);
   bind_engine(m);
   bind_spec(m);
+  bind_ops(m);
 }

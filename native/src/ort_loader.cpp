@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/attention_op.h"
+
 namespace edgespec {
 namespace {
 
@@ -105,9 +107,11 @@ Ort::Env& env(int threads) {
 
 namespace {
 
-// Session options shared by every provider: full graph optimisation, sequential execution.
+// Session options shared by every provider: full graph optimisation, sequential execution,
+// edgespec's custom ops (ops/attention_op.h) available to the graph.
 Ort::SessionOptions base_options(const ProviderSpec& prov, bool shared_threads) {
   Ort::SessionOptions opts;
+  opts.Add(ops::domain());
   opts.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
   opts.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
   if (shared_threads) {

@@ -140,9 +140,9 @@ CASES: dict[str, tuple[Callable[[Path], None], type[Exception], str]] = {
         r"target/model\.onnx",
     ),
     "newer format version": (
-        edit_manifest(lambda m: m.update(format_version=m["format_version"] + 1)),
+        edit_manifest(lambda m: m.update(format_version=99)),
         BundleError,
-        r"format version 2 is newer",
+        r"format version 99 is newer",
     ),
     "unknown format version 0": (
         edit_manifest(lambda m: m.update(format_version=0)),
@@ -179,6 +179,11 @@ CASES: dict[str, tuple[Callable[[Path], None], type[Exception], str]] = {
         edit_manifest(lambda m: m["models"]["target"].update(num_layers=1)),
         RuntimeError,
         r"target/model\.onnx' has inputs the manifest does not describe: past_key_values\.1",
+    ),
+    "unknown attention op": (
+        edit_manifest(lambda m: m["models"]["draft"].update(attention="flash")),
+        BundleError,
+        r"'models\.draft\.attention' must be one of \('gqa', 'edgespec'\), got 'flash'",
     ),
     "manifest num_layers too large": (
         edit_manifest(lambda m: m["models"]["target"].update(num_layers=3)),
@@ -248,11 +253,24 @@ def test_draft_of_another_vocabulary(tiny_bundle_with_draft, tmp_path, good, oth
         (dict(draft_provider="rocm"), r"unknown provider 'rocm'"),
     ],
 )
-def test_unavailable_provider(tiny_bundle_with_draft, good, kwargs, pattern):
+def test_unavailable_provider(tiny_gqa_bundle_with_draft, good, kwargs, pattern):
     if "CUDAExecutionProvider" in edgespec.available_providers():
         pytest.skip("this ONNX Runtime has CUDA: the providers may load")
     exc_type = ValueError if "rocm" in kwargs.values() else RuntimeError
     with pytest.raises(exc_type, match=pattern) as info:
+        Session(tiny_gqa_bundle_with_draft, threads=1, **kwargs)
+    assert "\n" not in str(info.value)
+    still_works(good)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "role"),
+    [(dict(provider="cuda"), "target"), (dict(draft_provider="tensorrt"), "draft")],
+)
+def test_edgespec_attention_refuses_gpu_providers(tiny_bundle_with_draft, good, kwargs, role):
+    """Its attention is a CPU op: a GPU session would copy every layer's KV cache both ways."""
+    pattern = rf"bundle's {role} uses edgespec attention, a CPU op; provider '\w+' needs a bundle"
+    with pytest.raises(ValueError, match=pattern) as info:
         Session(tiny_bundle_with_draft, threads=1, **kwargs)
     assert "\n" not in str(info.value)
     still_works(good)

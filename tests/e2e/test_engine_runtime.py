@@ -71,7 +71,10 @@ import edgespec
 from edgespec import _native
 from test_engine import model_spec
 bundle = {str(tiny_bundle)!r}
-py_session = ort.InferenceSession(bundle + "/target/model.onnx", providers=["CPUExecutionProvider"])
+from edgespec._ort import ops_library
+so = ort.SessionOptions()
+so.register_custom_ops_library(ops_library())
+py_session = ort.InferenceSession(bundle + "/target/model.onnx", so)
 engine = _native.Engine(model_spec(bundle), None, _native.ProviderSpec(threads=1))
 r = engine.generate([1, 2, 3], _native.GenConfig(max_new_tokens=8))
 assert len(r.tokens) == 8 and py_session.get_inputs()

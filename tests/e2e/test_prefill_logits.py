@@ -43,7 +43,13 @@ def test_graph_returns_the_last_k_rows(tiny_bundle):
     import onnxruntime as ort
 
     m = json.loads((tiny_bundle / "edgespec.json").read_text())["models"]["target"]
-    sess = ort.InferenceSession(str(tiny_bundle / m["path"]), providers=["CPUExecutionProvider"])
+    from edgespec._ort import ops_library
+
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(ops_library())  # the graph's ai.edgespec attention
+    sess = ort.InferenceSession(
+        str(tiny_bundle / m["path"]), so, providers=["CPUExecutionProvider"]
+    )
     kv = np.zeros((1, m["num_kv_heads"], m["capacity"], m["head_dim"]), np.float32)
     feeds = {
         "input_ids": np.array([[5, 9, 31, 7, 100]], np.int64),  # [1, 5]

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.export
 
 MODEL_KEYS = {
     "path",
+    "attention",
     "architecture",
     "precision",
     "source",
@@ -50,16 +51,17 @@ def test_tiny_bundle_manifest(tiny_bundle, tiny_tokenizer_json):
     from tokenizers import Tokenizer
 
     m = manifest(tiny_bundle)
-    assert (m["format"], m["format_version"]) == ("edgespec-bundle", 1)
+    assert (m["format"], m["format_version"]) == ("edgespec-bundle", 2)  # 2: ai.edgespec ops
     assert m["created_by"].startswith("edgespec ")
     t = m["models"]["target"]
     assert set(t) == MODEL_KEYS and "draft" not in m["models"]
     assert Path(t["source_path"]).is_absolute() and Path(t["source_path"]).exists()
-    assert (t["architecture"], t["precision"], t["kv_dtype"], t["kv_layout"]) == (
+    assert (t["architecture"], t["precision"], t["kv_dtype"], t["kv_layout"], t["attention"]) == (
         "llama",
         "fp32",
         "float32",
         "BNSH",
+        "edgespec",
     )
     assert (t["num_layers"], t["num_heads"], t["num_kv_heads"], t["head_dim"]) == (2, 4, 2, 16)
     assert (t["hidden_size"], t["vocab_size"], t["capacity"]) == (64, 512, 256)
@@ -123,6 +125,37 @@ def test_bundle_with_draft(tiny_bundle_with_draft):
 
 def _args(*argv: str) -> argparse.Namespace:
     return add_export_arguments(argparse.ArgumentParser()).parse_args([*argv, "--quiet"])
+
+
+def _attention_domains(bundle: Path, role: str = "target") -> set[str]:
+    import onnx
+
+    graph = onnx.load(str(bundle / role / "model.onnx"), load_external_data=False).graph
+    return {n.domain for n in graph.node if n.op_type == "GroupQueryAttention"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "attention", "domain", "version"),
+    [
+        ([], "edgespec", "ai.edgespec", 2),  # auto: the CPU op for float32 activations
+        (["--attention", "gqa"], "gqa", "com.microsoft", 1),  # readable by format-1 runtimes
+        (["--precision", "int4"], "edgespec", "ai.edgespec", 2),
+        (["--precision", "fp16"], "gqa", "com.microsoft", 1),  # auto: fp16 is a GPU precision
+    ],
+)
+def test_attention_choice(tmp_path, tiny_hf_dir, argv, attention, domain, version):
+    out = tmp_path / "b"
+    run_export(_args("--model", str(tiny_hf_dir), "--capacity", "32", "-o", str(out), *argv))
+    m = manifest(out)
+    assert (m["models"]["target"]["attention"], m["format_version"]) == (attention, version)
+    assert _attention_domains(out) == {domain}
+
+
+def test_edgespec_attention_is_float32_only(tmp_path, tiny_hf_dir):
+    argv = ["--precision", "fp16", "--attention", "edgespec", "-o", str(tmp_path / "b")]
+    with pytest.raises(ValueError, match="attention 'edgespec' is float32 only"):
+        run_export(_args("--model", str(tiny_hf_dir), *argv))
+    assert not (tmp_path / "b").exists()
 
 
 def test_existing_destination_needs_force(tmp_path, tiny_hf_dir):

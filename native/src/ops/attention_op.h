@@ -1,0 +1,21 @@
+// edgespec's ONNX Runtime custom ops (CPU): domain "ai.edgespec", op GroupQueryAttention, a
+// drop-in for com.microsoft GroupQueryAttention (same inputs, outputs and attributes, batch 1,
+// float32, rotate-half rotary, shared or separate past/present buffers) that computes each
+// query row on its own (row_attention.h), so a verify call equals one-token steps bit for bit.
+// The engine adds the domain to its sessions; libedgespec_ops.so exposes it to the onnxruntime
+// Python package (SessionOptions.register_custom_ops_library) through RegisterCustomOps.
+#pragma once
+
+#include <onnxruntime_cxx_api.h>
+
+namespace edgespec {
+namespace ops {
+
+constexpr const char* kDomain = "ai.edgespec";
+
+// The process-wide domain holding every op (created on first use with the ORT API already
+// initialised, never destroyed: sessions may outlive any owner of ours).
+Ort::CustomOpDomain& domain();
+
+}  // namespace ops
+}  // namespace edgespec

@@ -1,0 +1,45 @@
+// Causal attention computed one query row at a time: a row's result depends only on that row's
+// query and the keys/values before it, never on how many rows share the call. So verifying k + 1
+// tokens in one call gives, bit for bit, what k + 1 one-token decode steps give (ORT's
+// GroupQueryAttention does not: its probs x V product runs a different MLAS kernel for one row).
+// Pure functions over caller-provided buffers: no ORT types, no allocation, no threads.
+#pragma once
+
+#include <cstdint>
+
+namespace edgespec {
+namespace ops {
+
+// e^x for x <= 0 (softmax after subtracting the max); inputs below -87 give e^-87.
+// Cody-Waite range reduction x = n ln2 + r, |r| <= ln2/2, then Cephes' degree-6 polynomial for
+// e^r (relative error ~1e-7) times 2^n built from the exponent bits.
+float exp_nonpositive(float x);
+
+// Rotary embedding, rotate-half layout (Llama): for d < half,
+//   x[d]        <- x[d] cos[pos][d] - x[d + half] sin[pos][d]
+//   x[d + half] <- x[d + half] cos[pos][d] + x[d] sin[pos][d]
+// x: float [>= 2 half]; cos, sin: float [max_pos, half] (row pos is read).
+void rotate_half(float* x, int pos, const float* cos, const float* sin, int half);
+
+constexpr int kMaxRows = 8;  // query rows per attend_rows call
+
+// For query rows r < nr at consecutive positions (row r sees keys j < n0 + r):
+//   s_rj = scale sum_d q_r[d] k_j[d];  m_r = max_j s_rj;  e_rj = exp(s_rj - m_r);
+//   out_r[d] = (sum_j e_rj v_j[d]) / (sum_j e_rj).
+// Every sum runs in an order fixed by the row's own key count and head_dim: the rows share
+// loads of k_j and v_j, never partial sums, so row r's result does not depend on nr.
+// q: float [nr, head_dim]; k, v: float [>= n0 + nr - 1, head_dim] (one head's cache, row-major);
+// scores: float scratch [nr, stride], stride >= n0 + nr - 1; out: float [nr, out_stride].
+// 1 <= nr <= kMaxRows, n0 >= 1; stride >= n0 + nr - 1 rounded up to a multiple of 8.
+// Runs the AVX2 kernel (row_attention_avx2.h) where the CPU and head_dim allow, the portable
+// one below otherwise: one of the two for the whole process, so results never mix.
+void attend_rows(const float* q, int nr, const float* k, const float* v, int n0, int head_dim,
+                 float scale, float* scores, int64_t stride, float* out, int64_t out_stride);
+
+// The portable kernel (any head_dim; the compiler vectorizes it).
+void attend_rows_generic(const float* q, int nr, const float* k, const float* v, int n0,
+                         int head_dim, float scale, float* scores, int64_t stride, float* out,
+                         int64_t out_stride);
+
+}  // namespace ops
+}  // namespace edgespec

@@ -1,0 +1,27 @@
+// The AVX2 + FMA kernel behind attend_rows (row_attention.h), x86-64 only.
+#pragma once
+
+#include <cstdint>
+
+#include "row_attention.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define EDGESPEC_HAVE_AVX2 1
+#else
+#define EDGESPEC_HAVE_AVX2 0
+#endif
+
+namespace edgespec {
+namespace ops {
+
+#if EDGESPEC_HAVE_AVX2
+// attend_rows with AVX2 + FMA; false (nothing written) when dim is not 16, 32, 64 or 128.
+// scores' stride must be >= n0 + nr - 1 rounded up to a multiple of 8.
+bool attend_rows_avx2(const float* q, int nr, const float* k, const float* v, int n0, int dim,
+                      float scale, float* scores, int64_t stride, float* out, int64_t out_stride);
+// Whether this CPU runs AVX2 and FMA.
+bool cpu_has_avx2();
+#endif
+
+}  // namespace ops
+}  // namespace edgespec
