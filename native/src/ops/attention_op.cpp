@@ -3,6 +3,7 @@
 #include "attention_op.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -48,6 +49,22 @@ void expect(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("ai.edgespec.GroupQueryAttention: " + what);
 }
 
+// Input `index` (`name` in errors), which must be present.
+Ort::ConstValue required(Ort::KernelContext& ctx, size_t index, const char* name) {
+  Ort::ConstValue v = ctx.GetInput(index);
+  expect(static_cast<const OrtValue*>(v) != nullptr, std::string("input ") + name + " is missing");
+  return v;
+}
+
+// The one int32 of input `index` (seqlens_k: [1] for batch 1; total_sequence_length: []).
+int32_t one_int(Ort::KernelContext& ctx, size_t index, const char* name) {
+  Ort::ConstValue v = required(ctx, index, name);
+  const size_t count = v.GetTensorTypeAndShapeInfo().GetElementCount();
+  expect(count == 1,
+         std::string(name) + " must hold one value (batch 1), got " + std::to_string(count));
+  return v.GetTensorData<int32_t>()[0];
+}
+
 // One call's sizes and buffers (batch 1). Rows i < seq are the new tokens at positions past + i;
 // unit u = (block b of unit_rows rows) x (head h). A decode or verify call (<= kMaxRows rows) runs
 // one row per unit, so its 9-45 units spread evenly over the threads; a prefill chunk runs
@@ -55,16 +72,16 @@ void expect(bool ok, const std::string& what) {
 // in 256-token chunks: 1.03x GroupQueryAttention's time this way, 1.12x with one row per unit).
 struct Call {
   int seq = 0, past = 0, capacity = 0, dim = 0, num_heads = 0, kv_heads = 0, half = 0;
-  int unit_rows = 1;               // query rows per unit (1 or kMaxRows)
-  int64_t q_stride = 0;            // floats between consecutive rows of q
-  float scale = 0;                 // softmax scale
-  const float* q = nullptr;        // [seq, q_stride]: query head h at h * dim
-  const float* cos = nullptr;      // [max_pos, half] (rotary only)
-  const float* sin = nullptr;      // [max_pos, half]
-  float* present_key = nullptr;    // [kv_heads, capacity, dim]
-  float* present_value = nullptr;  // [kv_heads, capacity, dim]
-  float* out = nullptr;            // [seq, num_heads * dim]
-  bool failed = false;             // a unit could not get its scratch memory
+  int unit_rows = 1;                // query rows per unit (1 or kMaxRows)
+  int64_t q_stride = 0;             // floats between consecutive rows of q
+  float scale = 0;                  // softmax scale
+  const float* q = nullptr;         // [seq, q_stride]: query head h at h * dim
+  const float* cos = nullptr;       // [max_pos, half] (rotary only)
+  const float* sin = nullptr;       // [max_pos, half]
+  float* present_key = nullptr;     // [kv_heads, capacity, dim]
+  float* present_value = nullptr;   // [kv_heads, capacity, dim]
+  float* out = nullptr;             // [seq, num_heads * dim]
+  std::atomic<bool> failed{false};  // a unit could not get its scratch memory
 };
 
 // Attention of unit u (see Call) into c.out.
@@ -138,7 +155,7 @@ class AttentionKernel {
 
  private:
   void compute(Ort::KernelContext ctx) const;
-  Call prepare(Ort::KernelContext& ctx) const;
+  void prepare(Ort::KernelContext& ctx, Call& c) const;
 
   int num_heads_ = 0, kv_heads_ = 0;
   float scale_ = 0;
@@ -146,8 +163,7 @@ class AttentionKernel {
 };
 
 // Checks shapes and lengths, binds the outputs; copies past into present when they differ.
-Call AttentionKernel::prepare(Ort::KernelContext& ctx) const {
-  Call c;
+void AttentionKernel::prepare(Ort::KernelContext& ctx, Call& c) const {
   const auto query = ctx.GetInput(kQuery), past_key = ctx.GetInput(kPastKey);
   const auto past_value = ctx.GetInput(kPastValue);
   const std::vector<int64_t> qs = shape_of(query), ks = shape_of(past_key);  // [1,S,*], [1,G,C,D]
@@ -157,8 +173,8 @@ Call AttentionKernel::prepare(Ort::KernelContext& ctx) const {
              dims_str(ks) + " and " + dims_str(shape_of(past_value)));
   c.seq = static_cast<int>(qs[1]), c.capacity = static_cast<int>(ks[2]);
   c.dim = static_cast<int>(ks[3]), c.num_heads = num_heads_, c.kv_heads = kv_heads_;
-  const int total = ctx.GetInput(kSeqlensK).GetTensorData<int32_t>()[0] + 1;
-  const int total_in = ctx.GetInput(kTotalLength).GetTensorData<int32_t>()[0];
+  const int total = one_int(ctx, kSeqlensK, "seqlens_k") + 1;
+  const int total_in = one_int(ctx, kTotalLength, "total_sequence_length");
   c.past = total - c.seq;
   expect(total == total_in && c.past >= 0 && total <= c.capacity,
          "seqlens_k + 1 = " + std::to_string(total) + " and total_sequence_length " +
@@ -168,13 +184,16 @@ Call AttentionKernel::prepare(Ort::KernelContext& ctx) const {
   c.q = query.GetTensorData<float>();
   c.q_stride = qs[2];
   if (rotary_) {
-    const std::vector<int64_t> cs = shape_of(ctx.GetInput(kCos));  // [max_pos, half]
-    expect(cs.size() == 2 && 2 * cs[1] <= c.dim && cs[0] >= total,
-           "cos_cache " + dims_str(cs) + " must be [>= " + std::to_string(total) +
-               ", <= " + std::to_string(c.dim / 2) + "]");
+    const Ort::ConstValue cos = required(ctx, kCos, "cos_cache (do_rotary=1)");
+    const Ort::ConstValue sin = required(ctx, kSin, "sin_cache (do_rotary=1)");
+    const std::vector<int64_t> cs = shape_of(cos);  // [max_pos, half]
+    expect(cs.size() == 2 && 2 * cs[1] <= c.dim && cs[0] >= total && shape_of(sin) == cs,
+           "cos_cache / sin_cache " + dims_str(cs) + " / " + dims_str(shape_of(sin)) +
+               " must both be [>= " + std::to_string(total) + ", <= " + std::to_string(c.dim / 2) +
+               "]");
     c.half = static_cast<int>(cs[1]);
-    c.cos = ctx.GetInput(kCos).GetTensorData<float>();
-    c.sin = ctx.GetInput(kSin).GetTensorData<float>();
+    c.cos = cos.GetTensorData<float>();
+    c.sin = sin.GetTensorData<float>();
   }
   c.out =
       ctx.GetOutput(kOut, {1, qs[1], int64_t{num_heads_} * c.dim}).GetTensorMutableData<float>();
@@ -185,11 +204,11 @@ Call AttentionKernel::prepare(Ort::KernelContext& ctx) const {
   const float* pv = past_value.GetTensorData<float>();
   if (c.present_key != pk) std::memcpy(c.present_key, pk, bytes);  // not a shared buffer
   if (c.present_value != pv) std::memcpy(c.present_value, pv, bytes);
-  return c;
 }
 
 void AttentionKernel::compute(Ort::KernelContext ctx) const {
-  Call c = prepare(ctx);
+  Call c;
+  prepare(ctx, c);
   const auto key = ctx.GetInput(kKey);
   const int64_t q_width = int64_t{num_heads_} * c.dim, kv_width = int64_t{kv_heads_} * c.dim;
   if (static_cast<const OrtValue*>(key) == nullptr) {  // packed [q | k | v] rows
@@ -198,7 +217,7 @@ void AttentionKernel::compute(Ort::KernelContext ctx) const {
                "kv_num_heads) head_dim = " + std::to_string(q_width + 2 * kv_width));
     write_kv(c, c.q + q_width, c.q + q_width + kv_width, c.q_stride);
   } else {
-    const auto value = ctx.GetInput(kValue);
+    const Ort::ConstValue value = required(ctx, kValue, "value (with key)");
     const std::vector<int64_t> want = {1, c.seq, kv_width};
     expect(c.q_stride == q_width && shape_of(key) == want && shape_of(value) == want,
            "query/key/value must be [1, S, num_heads head_dim] / [1, S, kv_num_heads head_dim]"
