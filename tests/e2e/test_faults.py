@@ -314,5 +314,10 @@ def test_soak_500_generations_memory_flat_and_outputs_identical(session, fresh):
         f"last 400 generations {growth / 1024:.0f} KiB; slope {slope:.0f} B/generation"
     )
     print(report)
+    if "EDGESPEC_ASAN_STAGE" in os.environ:
+        # Under ASan (tools/run_asan.sh) RSS follows the allocator's quarantine of freed blocks,
+        # not live memory: identical runs measured +2.9 MiB and -3.0 MiB over the last 400
+        # generations. There the soak checks outputs and memory errors; `make test` checks RSS.
+        return
     assert growth < 2 * 2**20, report
     assert slope < 2 * 2**20 / 400, report

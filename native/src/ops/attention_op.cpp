@@ -35,24 +35,45 @@ float float_attr(const Ort::ConstKernelInfo& info, const char* name, float fallb
   return status != nullptr ? fallback : value;
 }
 
-std::string dims_str(const std::vector<int64_t>& dims) {
-  std::string out = "[";
-  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
-  return out + "]";
+// A tensor's shape without heap allocation (a call allocates nothing on a good path; error
+// messages are built only on failure). Ranks above 4 keep their rank, not their dims.
+struct Dims {
+  size_t rank = 0;
+  int64_t d[4] = {0, 0, 0, 0};
+
+  bool operator==(const Dims& o) const {
+    return rank == o.rank && std::equal(d, d + std::min<size_t>(rank, 4), o.d);
+  }
+  std::string str() const {
+    std::string out = "[";
+    for (size_t i = 0; i < std::min<size_t>(rank, 4); ++i) {
+      out += (i ? ", " : "") + std::to_string(d[i]);
+    }
+    return out + (rank > 4 ? ", ...]" : "]");
+  }
+};
+
+Dims dims_of(const Ort::ConstValue& v) {
+  Dims out;
+  const Ort::TensorTypeAndShapeInfo info = v.GetTensorTypeAndShapeInfo();
+  out.rank = info.GetDimensionsCount();
+  if (out.rank <= 4) Ort::ThrowOnError(Ort::GetApi().GetDimensions(info, out.d, out.rank));
+  return out;
 }
 
-std::vector<int64_t> shape_of(const Ort::ConstValue& v) {
-  return v.GetTensorTypeAndShapeInfo().GetShape();
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("ai.edgespec.GroupQueryAttention: " + what);
 }
 
-void expect(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument("ai.edgespec.GroupQueryAttention: " + what);
+void expect(bool ok, const char* what) {  // a constant message: no allocation when ok
+  if (!ok) fail(what);
 }
 
 // Input `index` (`name` in errors), which must be present.
 Ort::ConstValue required(Ort::KernelContext& ctx, size_t index, const char* name) {
   Ort::ConstValue v = ctx.GetInput(index);
-  expect(static_cast<const OrtValue*>(v) != nullptr, std::string("input ") + name + " is missing");
+  if (static_cast<const OrtValue*>(v) == nullptr)
+    fail(std::string("input ") + name + " is missing");
   return v;
 }
 
@@ -60,8 +81,9 @@ Ort::ConstValue required(Ort::KernelContext& ctx, size_t index, const char* name
 int32_t one_int(Ort::KernelContext& ctx, size_t index, const char* name) {
   Ort::ConstValue v = required(ctx, index, name);
   const size_t count = v.GetTensorTypeAndShapeInfo().GetElementCount();
-  expect(count == 1,
-         std::string(name) + " must hold one value (batch 1), got " + std::to_string(count));
+  if (count != 1) {
+    fail(std::string(name) + " must hold one value (batch 1), got " + std::to_string(count));
+  }
   return v.GetTensorData<int32_t>()[0];
 }
 
@@ -135,9 +157,10 @@ class AttentionKernel {
     kv_heads_ = static_cast<int>(int_attr(info, "kv_num_heads", 0));
     scale_ = float_attr(info, "scale", 0.0f);
     rotary_ = int_attr(info, "do_rotary", 0) != 0;
-    expect(num_heads_ > 0 && kv_heads_ > 0 && num_heads_ % kv_heads_ == 0,
-           "num_heads " + std::to_string(num_heads_) + " must be a positive multiple of " +
-               "kv_num_heads " + std::to_string(kv_heads_));
+    if (num_heads_ <= 0 || kv_heads_ <= 0 || num_heads_ % kv_heads_ != 0) {  // once, at load
+      fail("num_heads " + std::to_string(num_heads_) + " must be a positive multiple of " +
+           "kv_num_heads " + std::to_string(kv_heads_));
+    }
     expect(int_attr(info, "rotary_interleaved", 0) == 0, "rotary_interleaved=1 is not supported");
     expect(int_attr(info, "local_window_size", -1) == -1, "local_window_size is not supported");
     expect(float_attr(info, "softcap", 0.0f) == 0.0f, "softcap is not supported");
@@ -156,6 +179,7 @@ class AttentionKernel {
  private:
   void compute(Ort::KernelContext ctx) const;
   void prepare(Ort::KernelContext& ctx, Call& c) const;
+  void bind_rotary(Ort::KernelContext& ctx, int total, Call& c) const;
 
   int num_heads_ = 0, kv_heads_ = 0;
   float scale_ = 0;
@@ -166,44 +190,50 @@ class AttentionKernel {
 void AttentionKernel::prepare(Ort::KernelContext& ctx, Call& c) const {
   const auto query = ctx.GetInput(kQuery), past_key = ctx.GetInput(kPastKey);
   const auto past_value = ctx.GetInput(kPastValue);
-  const std::vector<int64_t> qs = shape_of(query), ks = shape_of(past_key);  // [1,S,*], [1,G,C,D]
-  expect(qs.size() == 3 && qs[0] == 1, "query must be [1, S, hidden], got " + dims_str(qs));
-  expect(ks.size() == 4 && ks[0] == 1 && ks[1] == kv_heads_ && shape_of(past_value) == ks,
-         "past_key/past_value must both be [1, kv_num_heads, capacity, head_dim], got " +
-             dims_str(ks) + " and " + dims_str(shape_of(past_value)));
-  c.seq = static_cast<int>(qs[1]), c.capacity = static_cast<int>(ks[2]);
-  c.dim = static_cast<int>(ks[3]), c.num_heads = num_heads_, c.kv_heads = kv_heads_;
+  const Dims qs = dims_of(query), ks = dims_of(past_key);  // [1, S, width], [1, G, C, D]
+  if (qs.rank != 3 || qs.d[0] != 1) fail("query must be [1, S, width], got " + qs.str());
+  const Dims vs = dims_of(past_value);
+  if (ks.rank != 4 || ks.d[0] != 1 || ks.d[1] != kv_heads_ || !(vs == ks)) {
+    fail("past_key/past_value must both be [1, kv_num_heads, capacity, head_dim], got " + ks.str() +
+         " and " + vs.str());
+  }
+  c.seq = static_cast<int>(qs.d[1]), c.capacity = static_cast<int>(ks.d[2]);
+  c.dim = static_cast<int>(ks.d[3]), c.num_heads = num_heads_, c.kv_heads = kv_heads_;
   const int total = one_int(ctx, kSeqlensK, "seqlens_k") + 1;
   const int total_in = one_int(ctx, kTotalLength, "total_sequence_length");
   c.past = total - c.seq;
-  expect(total == total_in && c.past >= 0 && total <= c.capacity,
-         "seqlens_k + 1 = " + std::to_string(total) + " and total_sequence_length " +
-             std::to_string(total_in) + " must agree, cover the " + std::to_string(c.seq) +
-             " new tokens and fit the capacity " + std::to_string(c.capacity));
+  if (total != total_in || c.past < 0 || total > c.capacity) {
+    fail("seqlens_k + 1 = " + std::to_string(total) + " and total_sequence_length " +
+         std::to_string(total_in) + " must agree, cover the " + std::to_string(c.seq) +
+         " new tokens and fit the capacity " + std::to_string(c.capacity));
+  }
   c.scale = scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(c.dim));
   c.q = query.GetTensorData<float>();
-  c.q_stride = qs[2];
-  if (rotary_) {
-    const Ort::ConstValue cos = required(ctx, kCos, "cos_cache (do_rotary=1)");
-    const Ort::ConstValue sin = required(ctx, kSin, "sin_cache (do_rotary=1)");
-    const std::vector<int64_t> cs = shape_of(cos);  // [max_pos, half]
-    expect(cs.size() == 2 && 2 * cs[1] <= c.dim && cs[0] >= total && shape_of(sin) == cs,
-           "cos_cache / sin_cache " + dims_str(cs) + " / " + dims_str(shape_of(sin)) +
-               " must both be [>= " + std::to_string(total) + ", <= " + std::to_string(c.dim / 2) +
-               "]");
-    c.half = static_cast<int>(cs[1]);
-    c.cos = cos.GetTensorData<float>();
-    c.sin = sin.GetTensorData<float>();
-  }
-  c.out =
-      ctx.GetOutput(kOut, {1, qs[1], int64_t{num_heads_} * c.dim}).GetTensorMutableData<float>();
-  c.present_key = ctx.GetOutput(kPresentKey, ks).GetTensorMutableData<float>();
-  c.present_value = ctx.GetOutput(kPresentValue, ks).GetTensorMutableData<float>();
+  c.q_stride = qs.d[2];
+  if (rotary_) bind_rotary(ctx, total, c);
+  const int64_t out_dims[3] = {1, qs.d[1], int64_t{num_heads_} * c.dim};  // [1, S, NQ * D]
+  c.out = ctx.GetOutput(kOut, out_dims, 3).GetTensorMutableData<float>();
+  c.present_key = ctx.GetOutput(kPresentKey, ks.d, 4).GetTensorMutableData<float>();
+  c.present_value = ctx.GetOutput(kPresentValue, ks.d, 4).GetTensorMutableData<float>();
   const size_t bytes = sizeof(float) * kv_heads_ * c.capacity * c.dim;
   const float* pk = past_key.GetTensorData<float>();
   const float* pv = past_value.GetTensorData<float>();
   if (c.present_key != pk) std::memcpy(c.present_key, pk, bytes);  // not a shared buffer
   if (c.present_value != pv) std::memcpy(c.present_value, pv, bytes);
+}
+
+// cos_cache / sin_cache: [>= total, half] each, 2 half <= head_dim.
+void AttentionKernel::bind_rotary(Ort::KernelContext& ctx, int total, Call& c) const {
+  const Ort::ConstValue cos = required(ctx, kCos, "cos_cache (do_rotary=1)");
+  const Ort::ConstValue sin = required(ctx, kSin, "sin_cache (do_rotary=1)");
+  const Dims cs = dims_of(cos), ss = dims_of(sin);  // [max_pos, half]
+  if (cs.rank != 2 || 2 * cs.d[1] > c.dim || cs.d[0] < total || !(ss == cs)) {
+    fail("cos_cache / sin_cache " + cs.str() + " / " + ss.str() +
+         " must both be [>= " + std::to_string(total) + ", <= " + std::to_string(c.dim / 2) + "]");
+  }
+  c.half = static_cast<int>(cs.d[1]);
+  c.cos = cos.GetTensorData<float>();
+  c.sin = sin.GetTensorData<float>();
 }
 
 void AttentionKernel::compute(Ort::KernelContext ctx) const {
@@ -212,17 +242,21 @@ void AttentionKernel::compute(Ort::KernelContext ctx) const {
   const auto key = ctx.GetInput(kKey);
   const int64_t q_width = int64_t{num_heads_} * c.dim, kv_width = int64_t{kv_heads_} * c.dim;
   if (static_cast<const OrtValue*>(key) == nullptr) {  // packed [q | k | v] rows
-    expect(c.q_stride == q_width + 2 * kv_width,
-           "packed query width " + std::to_string(c.q_stride) + " must be (num_heads + 2 " +
-               "kv_num_heads) head_dim = " + std::to_string(q_width + 2 * kv_width));
+    if (c.q_stride != q_width + 2 * kv_width) {
+      fail("packed query width " + std::to_string(c.q_stride) +
+           " must be (num_heads + 2 kv_num_heads) head_dim = " +
+           std::to_string(q_width + 2 * kv_width));
+    }
     write_kv(c, c.q + q_width, c.q + q_width + kv_width, c.q_stride);
   } else {
     const Ort::ConstValue value = required(ctx, kValue, "value (with key)");
-    const std::vector<int64_t> want = {1, c.seq, kv_width};
-    expect(c.q_stride == q_width && shape_of(key) == want && shape_of(value) == want,
-           "query/key/value must be [1, S, num_heads head_dim] / [1, S, kv_num_heads head_dim]"
-           ", got " +
-               dims_str({1, c.seq, c.q_stride}) + " / " + dims_str(shape_of(key)));
+    const Dims want{3, {1, c.seq, kv_width, 0}}, ks = dims_of(key), vs = dims_of(value);
+    if (c.q_stride != q_width || !(ks == want) || !(vs == want)) {
+      fail(
+          "query / key / value must be [1, S, num_heads head_dim] / [1, S, kv_num_heads "
+          "head_dim] x 2, got width " +
+          std::to_string(c.q_stride) + " / " + ks.str() + " / " + vs.str());
+    }
     write_kv(c, key.GetTensorData<float>(), value.GetTensorData<float>(), kv_width);
   }
   c.unit_rows = c.seq <= kMaxRows ? 1 : kMaxRows;
