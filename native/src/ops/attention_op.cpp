@@ -35,8 +35,9 @@ float float_attr(const Ort::ConstKernelInfo& info, const char* name, float fallb
   return status != nullptr ? fallback : value;
 }
 
-// A tensor's shape without heap allocation (a call allocates nothing on a good path; error
-// messages are built only on failure). Ranks above 4 keep their rank, not their dims.
+// A tensor's shape in a fixed array. On a good path a call allocates nothing of its own (error
+// messages are built only on failure); ORT allocates one shape-info object per queried input.
+// Ranks above 4 keep their rank, not their dims.
 struct Dims {
   size_t rank = 0;
   int64_t d[4] = {0, 0, 0, 0};
