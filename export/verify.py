@@ -13,13 +13,17 @@ import numpy as np
 class SharedKVDecoder:
     """One ORT session + per-layer KV OrtValues bound as both past_* input and present_* output."""
 
-    def __init__(self, graph: str | Path, manifest_entry: dict):
+    def __init__(self, graph: str | Path, manifest_entry: dict, threads: int = 1):
+        """`threads`: intra-op threads (1: deterministic and cheap for tests; more for timing,
+        with spinning off so that several decoders in one process do not starve each other)."""
         import onnxruntime as ort
 
         from edgespec._ort import ops_library
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
+        so.intra_op_num_threads = threads
+        if threads > 1:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.register_custom_ops_library(ops_library())  # ai.edgespec attention
         self.sess = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
         self.m = manifest_entry
@@ -55,6 +59,6 @@ class SharedKVDecoder:
             io.bind_ortvalue_input(ins[f"past_{kind}"].format(layer=i), buf)
             io.bind_ortvalue_output(outs[f"present_{kind}"].format(layer=i), buf)
         self.sess.run_with_iobinding(io)
-        got = io.copy_outputs_to_cpu()
-        logits = got[0][0]  # [n, vocab]
-        return (logits, got[1][0]) if hidden else logits
+        got = io.get_outputs()  # logits (, hidden), then the KV buffers: copy the first only
+        logits = got[0].numpy()[0]  # [n, vocab]
+        return (logits, got[1].numpy()[0]) if hidden else logits
