@@ -110,3 +110,23 @@ def test_edgespec_attention_is_bitwise_width_invariant(export, precision):
 def test_gqa_logits_are_bitwise_width_invariant(export, precision):
     together, alone = _logits_by_width(export(precision, "gqa"))
     assert np.array_equal(together, alone)
+
+
+def test_bench_attention_tool(export, capsys):
+    """tools/bench_attention.py on the two tiny fp32 exports: timings for each width and the
+    width check, which tells the two ops apart."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "bench_attention.py"
+    spec = importlib.util.spec_from_file_location("bench_attention", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    a, b = export("fp32", "gqa"), export("fp32", "edgespec")
+    argv = [str(a), str(b), "--context", "40", "--widths", "1,3", "--rounds", "2", "--reps", "1"]
+    assert tool.main([*argv, "--threads", "1", "--chunk", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "width 1: A " in out and "width 3: A " in out and "prefill 40 in 16-chunks" in out
+    assert "B: 5 tokens in one call vs one at a time: bit-identical" in out
+    if platform.machine() in ("x86_64", "AMD64"):  # where ORT's one-row kernel differs
+        assert "A: 5 tokens in one call vs one at a time: differ" in out
