@@ -112,7 +112,10 @@ def reference(engine, prompts) -> list[list[int]]:
         ("ngram", {}),
         ("ngram", dict(num_draft_tokens=1)),
         ("ngram", dict(num_draft_tokens=32, adaptive=False)),
-        ("ngram", dict(ngram_max=5, ngram_min=2)),
+        # adaptive=False: with measured costs this case drafts rarely (3 accepted tokens over
+        # these prompts in three local runs, 0 in one CI run); its acceptance check must not
+        # hang on timing. With every match drafted it accepts 3, deterministically.
+        ("ngram", dict(ngram_max=5, ngram_min=2, adaptive=False)),
         ("model", {}),
         ("model", dict(num_draft_tokens=1)),
         ("model", dict(num_draft_tokens=12, adaptive=False)),
