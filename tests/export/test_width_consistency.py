@@ -57,17 +57,16 @@ def _logits_by_width(bundle) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def export(tmp_path_factory, tiny_hf_dir):
     """export(precision, attention) -> the tiny target's bundle (built once per pair)."""
-    from edgespec.export.graph import GraphOptions
-    from edgespec.export.hf_loader import load_hf
-    from edgespec.export.writer import ModelSpec, write_bundle
+    from conftest import _export
 
-    loaded, built = load_hf(str(tiny_hf_dir)), {}
+    built = {}
 
     def get(precision: str, attention: str):
         if (precision, attention) not in built:
-            opts = GraphOptions(precision=precision, capacity=64, attention=attention)
             path = tmp_path_factory.mktemp(f"width_{precision}_{attention}") / "b"
-            built[precision, attention] = write_bundle(path, ModelSpec(loaded, opts))
+            built[precision, attention] = _export(
+                tiny_hf_dir, path, precision=precision, attention=attention
+            )
         return built[precision, attention]
 
     return get

@@ -164,22 +164,16 @@ AVX2_FN void attend(const float* q, int nr, const float* k, const float* v, int 
 
 bool attend_rows_avx2(const float* q, int nr, const float* k, const float* v, int n0, int dim,
                       float scale, float* s, int64_t stride, float* o, int64_t out_stride) {
-  switch (dim) {
-    case 16:
-      attend<2>(q, nr, k, v, n0, scale, s, stride, o, out_stride);
-      return true;
-    case 32:
-      attend<4>(q, nr, k, v, n0, scale, s, stride, o, out_stride);
-      return true;
-    case 64:
-      attend<8>(q, nr, k, v, n0, scale, s, stride, o, out_stride);
-      return true;
-    case 128:
-      attend<16>(q, nr, k, v, n0, scale, s, stride, o, out_stride);
-      return true;
-    default:
-      return false;
-  }
+  using Kernel = void (*)(const float*, int, const float*, const float*, int, float, float*,
+                          int64_t, float*, int64_t);
+  const Kernel kernel = dim == 16    ? attend<2>
+                        : dim == 32  ? attend<4>
+                        : dim == 64  ? attend<8>
+                        : dim == 128 ? attend<16>
+                                     : nullptr;
+  if (kernel == nullptr) return false;
+  kernel(q, nr, k, v, n0, scale, s, stride, o, out_stride);
+  return true;
 }
 
 bool cpu_has_avx2() {
