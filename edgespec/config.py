@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 DRAFTERS = ("auto", "none", "ngram", "model", "eagle")
+PROVIDERS = ("cpu", "cuda", "tensorrt")  # ONNX Runtime execution providers a Session can use
 MAX_NEW_TOKENS_LIMIT = 1 << 20  # anything above is a mistake, not a request
 
 

@@ -20,10 +20,8 @@ from tokenizers import Tokenizer
 
 from . import _native
 from .bundle import Bundle, BundleError, load_bundle
-from .config import GenerationConfig
+from .config import PROVIDERS, GenerationConfig
 from .text import IncrementalDetokenizer, StopMatcher, check_messages, check_unicode, render_chat
-
-PROVIDERS = ("cpu", "cuda", "tensorrt")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import PROVIDERS
 from .dataset import default_prompts_path
 from .machine import usable_cores
 from .peer_setup import PEERS
@@ -82,6 +83,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="threads for every runtime (default: the usable cores)",
     )
     a(
+        "--provider",
+        choices=PROVIDERS,
+        default="cpu",
+        help="edgespec's execution provider (default cpu; cuda/tensorrt need a bundle exported "
+        "with --attention gqa)",
+    )
+    a(
         "--num-draft-tokens",
         type=int,
         default=None,
@@ -143,6 +151,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         drafters=args.drafters,
         peers=args.peers,
         threads=threads,
+        provider=args.provider,
         num_draft_tokens=args.num_draft_tokens,
         peer_model=args.peer_model,
         peer_draft=args.peer_draft,

@@ -32,7 +32,8 @@ class BenchConfig:
     max_new_tokens: int = 256
     drafters: list[str] = field(default_factory=lambda: ["none", "ngram", "model"])
     peers: list[str] = field(default_factory=list)
-    threads: int = 1
+    threads: int = 1  # intra-op threads per model (CPU provider)
+    provider: str = "cpu"  # edgespec's execution provider: cpu, cuda or tensorrt (peers: CPU)
     num_draft_tokens: int | None = None
     peer_model: Path | None = None
     peer_draft: Path | None = None
@@ -55,7 +56,7 @@ class Plan:
 def open_edgespec(cfg: BenchConfig) -> tuple[Any, EdgespecRunner]:
     from ..session import Session
 
-    session = Session(cfg.bundle, provider="cpu", threads=cfg.threads)
+    session = Session(cfg.bundle, provider=cfg.provider, threads=cfg.threads)
     return session, EdgespecRunner(session, _wanted(cfg), cfg.num_draft_tokens)
 
 
@@ -131,6 +132,7 @@ def make_plan(cfg: BenchConfig, progress: Progress | None = None) -> Plan:
             "load_rss_mb": _mb(es.load_rss_kb),
             "num_draft_tokens": cfg.num_draft_tokens,
             "threads": cfg.threads,
+            "provider": cfg.provider,
         }
         plan.skipped += [
             {"runtime": "edgespec", "method": m, "reason": r} for m, r in es.methods.items() if r

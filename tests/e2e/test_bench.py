@@ -215,3 +215,28 @@ def test_peers_flag_accepts_none_all_and_names():
     assert parse(["b"]).peers == []
     assert parse(["b", "--peers", "ortgenai,llamacpp"]).peers == ["ortgenai", "llamacpp"]
     assert len(parse(["b", "--peers", "all"]).peers) == 3
+
+
+def test_provider_flag_reaches_the_config(tmp_path, capsys):
+    from edgespec.bench.cli import build_parser, config_from_args
+
+    parse = build_parser().parse_args
+    prompts = ["--prompts", str(tmp_path / "p.jsonl")]
+    assert config_from_args(parse(["b", *prompts])).provider == "cpu"
+    assert config_from_args(parse(["b", "--provider", "cuda", *prompts])).provider == "cuda"
+    with pytest.raises(SystemExit):
+        parse(["b", "--provider", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
+def test_bench_refuses_a_gpu_provider_for_edgespec_attention(tiny_bundle, tmp_path):
+    """The Session's check reaches the bench: a clear ValueError before any question runs."""
+    from edgespec.bench.harness import BenchConfig, make_plan
+
+    cfg = BenchConfig(bundle=tiny_bundle, prompts=tmp_path / "p.jsonl", out=tmp_path / "o")
+    cfg.provider = "cuda"
+    (tmp_path / "p.jsonl").write_text(
+        '{"question_id": 1, "category": "qa", "turns": ["hi"]}\n', encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match="edgespec attention, a CPU op; provider 'cuda'"):
+        make_plan(cfg)
