@@ -19,7 +19,7 @@ set -uo pipefail
 PAY=$(realpath "${1:?usage: gpu_check.sh PAYLOAD_DIR [OUT_DIR]}")
 RES=$(realpath -m "${2:-${OUT:-gpu_out}}")
 W=${EDGESPEC_GPU_WORK:-/tmp/es-gpu}
-PER_CATEGORY=${PER_CATEGORY:-4}   # Spec-Bench questions per category group in each bench
+PER_CATEGORY=${PER_CATEGORY:-6}  # Spec-Bench questions per category group (fp16 bench; fp32: 2)
 MAX_NEW=${MAX_NEW:-256}
 mkdir -p "$RES" "$W"
 exec > >(tee -a "$RES/log.txt") 2>&1
@@ -101,17 +101,17 @@ export_models() {
   done 2>&1 | tee "$RES/placement.txt"
 }
 
-bench() {  # precision
+bench() {  # precision, questions per category group, time limit (s)
   local out=$W/bench-$1
-  timeout 420 python3 -m edgespec.cli bench "$W/models/smollm2-$1" --provider cuda \
-    --drafters none,ngram --per-category "$PER_CATEGORY" --max-new-tokens "$MAX_NEW" \
+  timeout "$3" python3 -m edgespec.cli bench "$W/models/smollm2-$1" --provider cuda \
+    --drafters none,ngram --per-category "$2" --max-new-tokens "$MAX_NEW" \
     --threads 4 --prompts "$W/pay/spec_bench_dev.jsonl" --out "$out" || return 1
   cp "$out/results.md" "$RES/bench-$1.md" && cp "$out/results.json" "$RES/bench-$1.json"
 }
 
 cpu_tests() {
-  timeout 300 python3 -m pytest -q -p no:cacheprovider -W default -m "not slow" -x \
-    -n 8 tests/unit tests/export tests/e2e 2>&1 | tail -25
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -W default -m "not slow" \
+    tests/unit tests/export tests/e2e 2>&1 | tail -25
 }
 
 run_stage unpack unpack || exit 1
@@ -119,9 +119,10 @@ set_env
 run_stage build build || exit 1
 run_stage gpu-tests gpu_tests
 run_stage export export_models && {
-  run_stage bench-fp16 bench fp16
-  run_stage bench-fp32 bench fp32
+  run_stage bench-fp16 bench fp16 "$PER_CATEGORY" 300
+  run_stage bench-fp32 bench fp32 2 150
 }
 run_stage cpu-tests cpu_tests
 echo
 cat "$SUMMARY"
+sleep 1  # let tee write the log
