@@ -396,14 +396,24 @@ def _default_prefill_chunk(precision: str) -> int:
 
 
 def _check_attention(bundle: Bundle, provider: str, draft_provider: str) -> None:
-    """ai.edgespec attention is a CPU op: on a GPU provider every layer would copy its KV cache
-    to the host and back, so refuse instead of running that slowly."""
+    """Refuse a GPU provider for attention that would run on the CPU, copying every layer's KV
+    cache to the host and back at each step: edgespec's op (a CPU op), and ORT's
+    GroupQueryAttention in float32 (its CUDA kernels are fp16/bf16 only; measured on an H200,
+    SmolLM2 fp32 took 26 ms per forward that way, fp16 3.6 ms on the GPU)."""
     pairs = [(bundle.target, provider)] + ([(bundle.draft, draft_provider)] if bundle.draft else [])
     for model, p in pairs:
-        if model.attention == "edgespec" and p != "cpu":
+        if p == "cpu":
+            continue
+        if model.attention == "edgespec":
             raise ValueError(
                 f"the bundle's {model.role} uses edgespec attention, a CPU op; provider {p!r} "
                 "needs a bundle exported with --attention gqa"
+            )
+        if model.kv_dtype == "float32":
+            raise ValueError(
+                f"the bundle's {model.role} runs attention in float32 ({model.precision}), which "
+                f"ONNX Runtime runs on the CPU only; provider {p!r} needs a bundle exported with "
+                "--precision fp16"
             )
 
 

@@ -4,7 +4,8 @@
 byte-level BPE tokenizer, a ChatML chat template and two EOS ids. `tiny_bundle_with_draft`: the
 same target plus a 1-layer draft that shares the target's embedding, first layer, final norm and
 head (so it agrees with the target often, but not always). Both use the export's default
-attention (edgespec's CPU op); `tiny_gqa_bundle_with_draft` uses ORT's GroupQueryAttention.
+attention (edgespec's CPU op); `tiny_gqa_bundle_with_draft` uses ORT's GroupQueryAttention;
+`tiny_fp16_bundle_with_draft` is fp16 (GroupQueryAttention), the bundle GPU providers run.
 """
 
 from __future__ import annotations
@@ -220,6 +221,15 @@ def tiny_gqa_bundle_with_draft(tmp_path_factory, tiny_hf_dir, tiny_hf_draft_dir)
     pytest.importorskip("onnx")
     out = tmp_path_factory.mktemp("bundles") / "tiny_gqa_with_draft"
     return _export(tiny_hf_dir, out, draft_dir=tiny_hf_draft_dir, attention="gqa")
+
+
+@pytest.fixture(scope="session")
+def tiny_fp16_bundle_with_draft(tmp_path_factory, tiny_hf_dir, tiny_hf_draft_dir) -> Path:
+    """Target and draft at fp16 (attention auto = ORT's GroupQueryAttention): what a GPU
+    provider runs."""
+    pytest.importorskip("onnx")
+    out = tmp_path_factory.mktemp("bundles") / "tiny_fp16_with_draft"
+    return _export(tiny_hf_dir, out, draft_dir=tiny_hf_draft_dir, precision="fp16")
 
 
 # -- the real SmolLM2 bundle (tests/slow; `make test-slow` exports it first) -------------------

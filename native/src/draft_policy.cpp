@@ -43,6 +43,7 @@ void DraftPolicy::reset_costs(int k_limit) {
   k_max_ = std::min(k_max_, k_limit);
   k_limit_ = k_limit;
   t_width_.assign(k_limit + 2, 0.0);
+  n_width_.assign(k_limit + 2, 0);
   t_draft_tok_ = 0;
   accept_.assign(k_limit, 0.0);
   cost_.assign(k_limit + 2, 1.0);
@@ -65,8 +66,10 @@ void DraftPolicy::observe(int cls, int n_draft, int n_accept, double t_verify, d
       if (i < n_accept) accepted[i] += 1;
     }
   }
+  if (n_width_[n_draft + 1]++ == 0) return;  // a new shape's first forward: warm-up, not timed
   double& t = t_width_[n_draft + 1];
-  t = t == 0 ? t_verify : kTimeDecay * t + (1 - kTimeDecay) * t_verify;
+  const double sample = t == 0 ? t_verify : std::min(t_verify, kMaxJump * t);
+  t = t == 0 ? sample : kTimeDecay * t + (1 - kTimeDecay) * sample;
   if (n_draft > 0) {
     const double per_token = t_draft / n_draft;
     t_draft_tok_ =

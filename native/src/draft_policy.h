@@ -48,6 +48,10 @@ class DraftPolicy {
   static constexpr double kDecay = 0.9;      // EMA factor of a class's counts per step of it
   static constexpr double kPriorWeight = 2;  // pseudo-observations behind the prior
   static constexpr int kExplore = 8;
+  // A verify sample counts for at most this many times the width's current estimate: measured
+  // costs of widths the policy stops choosing are never refreshed, so one slow forward (the OS,
+  // a page fault) must not price a width out for good.
+  static constexpr double kMaxJump = 2.0;
 
   double width1_seconds() const;                     // 0 = nothing measured (or !use_times_)
   double cost_of(int width, double width1_s) const;  // c(width), measured or interpolated
@@ -59,6 +63,9 @@ class DraftPolicy {
                                   // position i+1 (row = class)
   std::vector<double> accepted_;  // [kDraftClasses × k_limit]: EMA count of those that accepted
   std::vector<double> t_width_;   // [k_limit + 2]: EMA verify seconds at width w (0 = unseen)
+  std::vector<int> n_width_;      // [k_limit + 2]: forwards seen at width w; the first is a
+                                  // warm-up (ORT plans and allocates for a new shape, and on
+                                  // CUDA may pick kernels) and is not timed
   double t_draft_tok_ = 0;        // EMA drafting seconds per drafted token
   std::vector<double> accept_;    // [k_limit]: scratch a_i
   std::vector<double> cost_;      // [k_limit + 2]: scratch c(w)

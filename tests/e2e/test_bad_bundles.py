@@ -253,11 +253,24 @@ def test_draft_of_another_vocabulary(tiny_bundle_with_draft, tmp_path, good, oth
         (dict(draft_provider="rocm"), r"unknown provider 'rocm'"),
     ],
 )
-def test_unavailable_provider(tiny_gqa_bundle_with_draft, good, kwargs, pattern):
+def test_unavailable_provider(tiny_fp16_bundle_with_draft, good, kwargs, pattern):
     if "CUDAExecutionProvider" in edgespec.available_providers():
         pytest.skip("this ONNX Runtime has CUDA: the providers may load")
     exc_type = ValueError if "rocm" in kwargs.values() else RuntimeError
     with pytest.raises(exc_type, match=pattern) as info:
+        Session(tiny_fp16_bundle_with_draft, threads=1, **kwargs)
+    assert "\n" not in str(info.value)
+    still_works(good)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "role"),
+    [(dict(provider="tensorrt"), "target"), (dict(draft_provider="cuda"), "draft")],
+)
+def test_float32_attention_refuses_gpu_providers(tiny_gqa_bundle_with_draft, good, kwargs, role):
+    """ORT's GroupQueryAttention has no float32 CUDA kernel: it would run on the CPU."""
+    pattern = rf"bundle's {role} runs attention in float32 \(fp32\), .* --precision fp16$"
+    with pytest.raises(ValueError, match=pattern) as info:
         Session(tiny_gqa_bundle_with_draft, threads=1, **kwargs)
     assert "\n" not in str(info.value)
     still_works(good)

@@ -20,9 +20,14 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_find_library_prefers_the_onnxruntime_wheel():
+    """The library inside the importable onnxruntime package (site-packages, or wherever
+    PYTHONPATH puts it), found without importing the package."""
+    import importlib.util
+
     path = _ort.find_library()
     assert Path(path).is_file() and "libonnxruntime.so" in Path(path).name
-    assert "site-packages" in path or "dist-packages" in path
+    package = Path(importlib.util.find_spec("onnxruntime").submodule_search_locations[0])
+    assert Path(path).parent == package / "capi"
 
 
 def test_explicit_library_path_and_no_second_onnxruntime_import():

@@ -214,13 +214,13 @@ def test_sampling_is_seeded(session):
     assert a.tokens == b.tokens
 
 
-def test_providers(tiny_gqa_bundle_with_draft):
+def test_providers(tiny_fp16_bundle_with_draft):
     with pytest.raises(ValueError, match="unknown provider"):
-        Session(tiny_gqa_bundle_with_draft, provider="tpu")
+        Session(tiny_fp16_bundle_with_draft, provider="tpu")
     if "CUDAExecutionProvider" in edgespec.available_providers():
         pytest.skip("this ONNX Runtime has CUDA; the error path is for CPU-only builds")
     with pytest.raises(RuntimeError, match="(?i)cuda"):
-        Session(tiny_gqa_bundle_with_draft, provider="cuda")
+        Session(tiny_fp16_bundle_with_draft, provider="cuda")
 
 
 @pytest.mark.parametrize(

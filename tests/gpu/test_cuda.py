@@ -4,10 +4,12 @@ Needs ONNX Runtime with CUDA (onnxruntime-gpu) and a GPU; elsewhere the module i
 the reason. EDGESPEC_REQUIRE_GPU=1 turns that skip into a failure (tools/gpu_check.sh sets it,
 so a device run cannot pass by skipping).
 
-What runs on the GPU: the target (and draft) graphs with ORT's GroupQueryAttention, their KV
+What runs on the GPU: fp16 target and draft graphs with ORT's GroupQueryAttention, their KV
 caches in device memory (IO binding), rewind after rejected drafts. Checked: greedy speculative
-output equals plain greedy output on the same provider for fp32 and fp16 bundles, seeded
-sampling repeats, and the graphs' logits on CUDA agree with the CPU's.
+output equals plain greedy output on the same provider (on these tiny models; on SmolLM2 a
+verify call's kernels round differently from one-token steps: README, "GPU"), seeded sampling
+repeats, and the graphs' logits on CUDA agree with the CPU's at fp16 and fp32. A Session refuses
+fp32 attention on a GPU provider (tests/e2e/test_bad_bundles.py): ORT runs it on the CPU.
 """
 
 from __future__ import annotations
@@ -47,20 +49,6 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fp16_bundle(tmp_path_factory, tiny_hf_dir, tiny_hf_draft_dir) -> Path:
-    """The tiny target and draft at fp16 (attention auto = ORT's GroupQueryAttention)."""
-    from conftest import _export
-
-    out = tmp_path_factory.mktemp("bundles") / "tiny_fp16_with_draft"
-    return _export(tiny_hf_dir, out, draft_dir=tiny_hf_draft_dir, precision="fp16")
-
-
-@pytest.fixture(scope="module", params=["fp32", "fp16"])
-def bundle(request, tiny_gqa_bundle_with_draft, fp16_bundle) -> Path:
-    return tiny_gqa_bundle_with_draft if request.param == "fp32" else fp16_bundle
-
-
 def _tokens(session: Session, prompt: str, **kw) -> tuple[list[int], object]:
     kw.setdefault("max_new_tokens", 48)
     result = session.generate(prompt, **kw)
@@ -68,8 +56,8 @@ def _tokens(session: Session, prompt: str, **kw) -> tuple[list[int], object]:
 
 
 @pytest.mark.parametrize("drafter", ["ngram", "model"])
-def test_greedy_speculative_equals_plain_on_cuda(bundle, drafter):
-    with Session(bundle, provider="cuda", prefill_chunk=64) as s:
+def test_greedy_speculative_equals_plain_on_cuda(tiny_fp16_bundle_with_draft, drafter):
+    with Session(tiny_fp16_bundle_with_draft, provider="cuda", prefill_chunk=64) as s:
         n_accept = 0
         for prompt in PROMPTS:
             plain, st_plain = _tokens(s, prompt, drafter="none")
@@ -80,24 +68,12 @@ def test_greedy_speculative_equals_plain_on_cuda(bundle, drafter):
         assert n_accept > 0, f"{drafter} never got a token accepted on cuda"
 
 
-def test_seeded_sampling_repeats_on_cuda(bundle):
-    with Session(bundle, provider="cuda") as s:
+def test_seeded_sampling_repeats_on_cuda(tiny_fp16_bundle_with_draft):
+    with Session(tiny_fp16_bundle_with_draft, provider="cuda") as s:
         kw = dict(drafter="model", temperature=0.8, top_p=0.95, seed=7, max_new_tokens=40)
         first, _ = _tokens(s, PROMPTS[1], **kw)
         again, _ = _tokens(s, PROMPTS[1], **kw)
         assert first == again
-
-
-def test_cuda_and_cpu_sessions_agree_on_the_first_tokens(tiny_gqa_bundle_with_draft):
-    """fp32 on both: the first greedy tokens match (TF32 matmuls may flip a later near-tie)."""
-    with (
-        Session(tiny_gqa_bundle_with_draft, provider="cuda") as gpu,
-        Session(tiny_gqa_bundle_with_draft, provider="cpu") as cpu,
-    ):
-        for prompt in PROMPTS:
-            g, _ = _tokens(gpu, prompt, drafter="none", max_new_tokens=4)
-            c, _ = _tokens(cpu, prompt, drafter="none", max_new_tokens=4)
-            assert g[0] == c[0], f"first token differs for {prompt[:30]!r}: {g} vs {c}"
 
 
 def _prefill_logits(bundle: Path, providers: list[str], ids: list[int]) -> np.ndarray:
@@ -122,15 +98,18 @@ def _prefill_logits(bundle: Path, providers: list[str], ids: list[int]) -> np.nd
     return out[0].astype(np.float64)
 
 
-def test_graph_logits_on_cuda_match_cpu(bundle):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_graph_logits_on_cuda_match_cpu(
+    tiny_gqa_bundle_with_draft, tiny_fp16_bundle_with_draft, precision
+):
     import onnxruntime as ort
 
+    bundle = tiny_gqa_bundle_with_draft if precision == "fp32" else tiny_fp16_bundle_with_draft
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("the onnxruntime Python package here has no CUDA provider")
     ids = list(np.random.default_rng(0).integers(0, 512, 40))
     gpu = _prefill_logits(bundle, ["CUDAExecutionProvider"], ids)
     cpu = _prefill_logits(bundle, ["CPUExecutionProvider"], ids)
     rel = np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu)
-    precision = json.loads((bundle / "edgespec.json").read_text())["models"]["target"]["precision"]
     assert rel < (2e-2 if precision == "fp16" else 5e-3), f"relative difference {rel:.2e}"
     assert (gpu.argmax(-1) == cpu.argmax(-1)).mean() >= 0.9

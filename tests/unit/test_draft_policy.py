@@ -110,3 +110,29 @@ def test_policy_rejects_bad_class():
         p.choose(spec.DRAFT_CLASSES)
     with pytest.raises(ValueError, match="n_accept"):
         p.observe(0, 2, 3, 1e-3, 0.0)
+
+
+def test_a_new_widths_first_forward_is_a_warm_up():
+    """The first forward of each width (ORT sets a new shape up) is not timed: 50x slow first
+    verifies of every width must not stop a class whose drafts are always right from drafting
+    once plain steps show the steady cost."""
+    p = _policy()
+    for k in range(9):  # each width's first forward, all drafts right, 50 ms instead of 1 ms
+        p.observe(0 if k else -1, k, k, 50e-3, 0.0)
+    for _ in range(20):
+        p.observe(-1, 0, 0, 1e-3, 0.0)
+    assert p.choose(0) == 8
+
+
+def test_one_slow_forward_does_not_price_a_width_out():
+    """A sample counts for at most kMaxJump times the width's estimate: after one 50x slow
+    forward the class still drafts its full length (a width not chosen is never re-measured)."""
+    p = _policy(k_max=4)
+    p.observe(-1, 0, 0, 1e-3, 0.0)  # the warm-ups of widths 1 and 5
+    p.observe(0, 4, 4, 1e-3, 0.0)
+    for _ in range(5):
+        p.observe(-1, 0, 0, 1e-3, 0.0)
+    _observe(p, 0, 4, 1.0, 5, slope=0.0)
+    assert p.choose(0) == 4
+    p.observe(0, 4, 4, 50e-3, 0.0)
+    assert p.choose(0) == 4
