@@ -407,7 +407,7 @@ def _check_attention(bundle: Bundle, provider: str, draft_provider: str) -> None
         if model.attention == "edgespec":
             raise ValueError(
                 f"the bundle's {model.role} uses edgespec attention, a CPU op; provider {p!r} "
-                "needs a bundle exported with --attention gqa"
+                "needs a bundle exported with --precision fp16"
             )
         if model.kv_dtype == "float32":
             raise ValueError(

@@ -87,7 +87,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         choices=PROVIDERS,
         default="cpu",
         help="edgespec's execution provider (default cpu; cuda/tensorrt need a bundle exported "
-        "with --attention gqa)",
+        "with --precision fp16)",
     )
     a(
         "--num-draft-tokens",
