@@ -399,21 +399,28 @@ def _check_attention(bundle: Bundle, provider: str, draft_provider: str) -> None
     """Refuse a GPU provider for attention that would run on the CPU, copying every layer's KV
     cache to the host and back at each step: edgespec's op (a CPU op), and ORT's
     GroupQueryAttention in float32 (it has no fp32 CUDA kernel; ORT's profile of SmolLM2 fp32 on
-    an H200: 22 ms of kernels per forward, 13.5 of them attention on the CPU; fp16: 6.7 ms)."""
-    pairs = [(bundle.target, provider)] + ([(bundle.draft, draft_provider)] if bundle.draft else [])
+    an H200: 22 ms of kernels per forward, 13.5 of them attention on the CPU; fp16: 6.7 ms).
+    The draft model and the draft head run on `draft_provider`."""
+    pairs = [(bundle.target, provider)]
+    pairs += [(m, draft_provider) for m in (bundle.draft, bundle.eagle) if m is not None]
     for model, p in pairs:
         if p == "cpu":
             continue
+        # `edgespec distill` writes an fp32 head: beside a GPU target it can only run on the CPU.
+        fix = (
+            "draft_provider='cpu'"
+            if model.role == "eagle"
+            else "a bundle exported with --precision fp16"
+        )
         if model.attention == "edgespec":
             raise ValueError(
                 f"the bundle's {model.role} uses edgespec attention, a CPU op; provider {p!r} "
-                "needs a bundle exported with --precision fp16"
+                f"needs {fix}"
             )
         if model.kv_dtype == "float32":
             raise ValueError(
                 f"the bundle's {model.role} runs attention in float32 ({model.precision}), which "
-                f"ONNX Runtime runs on the CPU only; provider {p!r} needs a bundle exported with "
-                "--precision fp16"
+                f"ONNX Runtime runs on the CPU only; provider {p!r} needs {fix}"
             )
 
 

@@ -276,6 +276,24 @@ def test_float32_attention_refuses_gpu_providers(tiny_gqa_bundle_with_draft, goo
     still_works(good)
 
 
+def test_fp32_draft_head_must_run_on_the_cpu(tiny_fp16_bundle_with_draft, tmp_path, good):
+    """An fp16 target may go to the GPU; a distilled head (fp32) needs draft_provider='cpu'."""
+    import shutil
+
+    from edgespec.export.eagle_graph import add_random_eagle
+
+    bundle = tmp_path / "fp16_with_head"
+    shutil.copytree(tiny_fp16_bundle_with_draft, bundle)
+    add_random_eagle(bundle, draft_vocab=300, seed=3)
+    pattern = r"bundle's eagle runs attention in float32 \(fp32\), .* needs draft_provider='cpu'$"
+    with pytest.raises(ValueError, match=pattern):
+        Session(bundle, threads=1, provider="cuda")
+    if "CUDAExecutionProvider" not in edgespec.available_providers():  # past the check: ORT's turn
+        with pytest.raises(RuntimeError, match="execution provider 'cuda' failed"):
+            Session(bundle, threads=1, provider="cuda", draft_provider="cpu")
+    still_works(good)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "role"),
     [(dict(provider="cuda"), "target"), (dict(draft_provider="tensorrt"), "draft")],
