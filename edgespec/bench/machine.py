@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on: CPU, cores, memory, load, versions."""
+"""The machine a benchmark ran on: CPU, cores, memory, GPUs, load, versions."""
 
 from __future__ import annotations
 
@@ -34,6 +34,23 @@ def _mem_total_gb() -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def gpus() -> list[str]:
+    """NVIDIA GPUs as `nvidia-smi` names them (name, driver, memory); [] without the tool."""
+    try:
+        p = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return (
+        [line.strip() for line in p.stdout.splitlines() if line.strip()] if not p.returncode else []
+    )
 
 
 def _git_commit() -> str | None:
@@ -84,6 +101,7 @@ def describe(threads: int) -> dict[str, Any]:
         "cores_usable": usable_cores(),
         "threads": threads,
         "memory_gb": _mem_total_gb(),
+        "gpus": gpus(),
         "load_average_end": load_average(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

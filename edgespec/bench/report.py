@@ -168,7 +168,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"- Bundle `{c['bundle']}`, prompts `{Path(c['prompts']).name}`: {n_q} questions "
         f"({n_turns} turns), greedy, at most {c['max_new_tokens']} new tokens per turn.",
-        f"- Machine: {m['cpu']}, {m['cores_usable']} usable cores, {m['memory_gb']} GB; "
+        f"- Machine: {m['cpu']}, {m['cores_usable']} usable cores, {m['memory_gb']} GB"
+        f"{''.join(f'; GPU {g}' for g in m.get('gpus') or [])}; "
         f"{c['threads']} thread(s) per runtime, edgespec on {c.get('provider', 'cpu')}; "
         f"load average {m.get('load_average_start')} at "
         f"the start, {m.get('load_average_end')} at the end; {m['os']}, Python {m['python']}.",

@@ -240,3 +240,26 @@ def test_bench_refuses_a_gpu_provider_for_edgespec_attention(tiny_bundle, tmp_pa
     )
     with pytest.raises(ValueError, match="edgespec attention, a CPU op; provider 'cuda'"):
         make_plan(cfg)
+
+
+def test_machine_lists_gpus_from_nvidia_smi(tmp_path, monkeypatch):
+    from edgespec.bench import machine
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi at all
+    assert machine.gpus() == []
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H200, 580.159.04, 143771 MiB'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/bin:/usr/bin")
+    assert machine.gpus() == ["NVIDIA H200, 580.159.04, 143771 MiB"]
+
+
+def test_results_md_names_the_provider_and_gpus(bench_run):
+    from edgespec.bench.report import markdown
+
+    results = json.loads((bench_run / "results.json").read_text())
+    assert "edgespec on cpu;" in markdown(results)
+    results["machine"]["gpus"] = ["NVIDIA H200, 580.159.04, 143771 MiB"]
+    results["config"]["provider"] = "cuda"
+    line = next(x for x in markdown(results).splitlines() if x.startswith("- Machine:"))
+    assert "GB; GPU NVIDIA H200, 580.159.04, 143771 MiB;" in line and "edgespec on cuda;" in line
