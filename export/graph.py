@@ -58,6 +58,7 @@ class GraphOptions:
     # Attention op. gqa: ORT's com.microsoft GroupQueryAttention (every provider); edgespec:
     # ai.edgespec GroupQueryAttention (CPU), each query row computed alone, so a verify call
     # equals one-token decode steps bit for bit; auto: edgespec, gqa for fp16 (a GPU precision).
+    # An edgespec graph also adds GGUF Q4_1 offsets with one ai.edgespec BlockOffset node.
     attention: str = "auto"
 
     def __post_init__(self) -> None:
@@ -101,6 +102,16 @@ def _float(w: Weight) -> np.ndarray:
     if isinstance(w, QuantizedWeight):
         return w.dequantize()
     return np.asarray(w, dtype=np.float32)
+
+
+def _float16_exact(offset: np.ndarray) -> np.ndarray | None:
+    """`offset` as float16 when that loses nothing but float32 rounding, else None. GGUF Q4_1
+    stores its per-block minimum m as float16; the loader's offset -d * (-m / d) is m to within
+    a float32 ulp or two, and float16 gets m back exactly."""
+    with np.errstate(over="ignore"):
+        m16 = offset.astype(np.float16)
+    err = np.abs(m16.astype(np.float32) - offset)
+    return m16 if bool(np.all(err <= 2.0**-20 * np.abs(offset))) else None
 
 
 class _Builder:
@@ -251,6 +262,17 @@ class _Builder:
             accuracy_level=self.opts.accuracy_level,
         )
         if p.offset is None:
+            return y
+        m16 = _float16_exact(p.offset)
+        if m16 is not None and self.opts.attention_op == "edgespec":  # a CPU-only graph
+            m = self.init(f"{name}.block_offset", m16)  # float16 [nb, N]
+            (y,) = self.node(
+                "BlockOffset",
+                [y, x, m],
+                f"{name}/offset",
+                domain=EDGESPEC_DOMAIN,
+                block_size=p.block_size,
+            )  # [1,n,N]: y + blocksum(x) @ m, one node (native/src/ops/block_offset.h)
             return y
         sums = self.blocksum(x, p.block_size)  # [1,n,nb]
         off = self.init(f"{name}.block_offset", p.offset)  # float32 [nb, N]

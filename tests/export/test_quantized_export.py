@@ -57,27 +57,46 @@ def test_quantized_top1_agrees_with_torch(tmp_path, qwen2_model, precision, min_
     assert top1 >= min_top1
 
 
-def prequantize(loaded, rng):
+def prequantize(loaded, rng, float16_m: bool = False):
     """Copy of `loaded` with every linear weight a QuantizedWeight: int4 RTN, except the
-    q/v projections of layer 0 made GGUF-Q4_1-like (non-integer zero points)."""
+    q/k/v projections of layer 0 made GGUF-Q4_1-like (non-integer zero points). `float16_m`: as
+    the GGUF loader stores Q4_1 (w = d q + m, m a float16): zero point -m / d."""
     weights = dict(loaded.weights)
     for key, w in loaded.weights.items():
         if key.endswith("_proj.weight") or key == "lm_head.weight":
             weights[key] = quantize_rtn(w, bits=4)
-    for key in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.v_proj.weight"):
+    for t in "qkv":
+        key = f"model.layers.0.self_attn.{t}_proj.weight"
         qw = weights[key]
         frac = rng.uniform(0.1, 0.9, qw.zero_point.shape).astype(np.float32)
-        weights[key] = dataclasses.replace(qw, zero_point=qw.zero_point + frac, source="gguf:Q4_1")
+        zp = qw.zero_point + frac
+        if float16_m:
+            m = (-qw.scale * zp).astype(np.float16).astype(np.float64)  # [N, nb]
+            zp = (-m / qw.scale.astype(np.float64)).astype(np.float32)
+        weights[key] = dataclasses.replace(qw, zero_point=zp, source="gguf:Q4_1")
     return dataclasses.replace(loaded, weights=weights)
 
 
-def test_prequantized_weights_are_packed_exactly(tmp_path, qwen2_model):
-    """int4 graph (accuracy_level 0) == fp32 graph of the dequantized weights."""
+@pytest.mark.parametrize(
+    ("float16_m", "attention", "offset_op"),
+    [(True, "auto", "BlockOffset"), (False, "auto", "MatMul"), (True, "gqa", "MatMul")],
+)
+def test_prequantized_weights_are_packed_exactly(
+    tmp_path, qwen2_model, float16_m, attention, offset_op
+):
+    """int4 graph (accuracy_level 0) == fp32 graph of the dequantized weights. A float16 m in a
+    CPU graph (edgespec attention) is added by one ai.edgespec BlockOffset node; any other
+    offset by Reshape / ReduceSum / MatMul / Add."""
+    import onnx
+
     _, loaded = qwen2_model
-    pre = prequantize(loaded, np.random.default_rng(1))
+    pre = prequantize(loaded, np.random.default_rng(1), float16_m)
     assert isinstance(pre.weights["model.layers.1.mlp.down_proj.weight"], QuantizedWeight)
-    q = export(tmp_path, pre, "int4", precision="int4", accuracy_level=0)
+    q = export(tmp_path, pre, "int4", precision="int4", accuracy_level=0, attention=attention)
     f = export(tmp_path, pre, "fp32", precision="fp32")  # fp32 dequantizes
+    graph = onnx.load(str(tmp_path / "int4" / "target" / "model.onnx"), load_external_data=False)
+    offsets = [n.op_type for n in graph.graph.node if n.name.endswith("/offset")]
+    assert offsets == [offset_op] * 1  # the fused q/k/v projection of layer 0
     ids = [3, 17, 250, 99, 4, 8, 61]
     a, b = q.forward(ids, 0), f.forward(ids, 0)  # [7, vocab]
     assert np.abs(a - b).max() <= 1e-3

@@ -297,6 +297,7 @@ Ort::CustomOpDomain& domain() {
   static Ort::CustomOpDomain* d = [] {
     auto* dom = new Ort::CustomOpDomain(kDomain);
     dom->Add(new AttentionOp());  // leaked with the domain (see attention_op.h)
+    dom->Add(block_offset_op());
     return dom;
   }();
   return *d;

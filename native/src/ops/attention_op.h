@@ -13,6 +13,10 @@ namespace ops {
 
 constexpr const char* kDomain = "ai.edgespec";
 
+// ai.edgespec BlockOffset (block_offset_op.cpp, kernel in block_offset.h): the float16 per-block
+// offset of 4-bit weights with non-integer zero points (GGUF Q4_1), one node instead of four.
+const OrtCustomOp* block_offset_op();
+
 // The process-wide domain holding every op (created on first use with the ORT API already
 // initialised, never destroyed: sessions may outlive any owner of ours).
 Ort::CustomOpDomain& domain();
