@@ -178,7 +178,8 @@ class _DraftPolicy:
 spec: _SpecModule
 
 class _OpsModule:
-    """edgespec._native.ops: the ai.edgespec attention kernel (native/src/ops/row_attention.h)."""
+    """edgespec._native.ops: the ai.edgespec kernels (native/src/ops/row_attention.h,
+    block_offset.h)."""
 
     @staticmethod
     def attend_rows(
@@ -194,6 +195,16 @@ class _OpsModule:
     @staticmethod
     def exp_nonpositive(x: float) -> float:
         """e^x for x <= 0 (the kernel's exp)."""
+    @staticmethod
+    def block_offset(
+        y: npt.ArrayLike,
+        x: npt.ArrayLike,
+        m: npt.ArrayLike,
+        block_size: int,
+        generic: bool = False,
+    ) -> npt.NDArray[np.float32]:
+        """y [rows, n] + blocksum(x [rows, nb * block_size]) @ m (float16 bit patterns as
+        uint16 [nb, n]); generic: the portable kernel instead of AVX2."""
     MAX_ROWS: int
 
 ops: _OpsModule

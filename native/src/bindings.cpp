@@ -17,6 +17,7 @@
 #include "draft_policy.h"
 #include "edgespec/engine.h"
 #include "lookup.h"
+#include "ops/block_offset.h"
 #include "ops/row_attention.h"
 #include "spec_math.h"
 
@@ -416,11 +417,31 @@ FloatArray attend_rows(const FloatArray& q, const FloatArray& k, const FloatArra
   return out;
 }
 
+// z [rows, n] = y + blocksum(x [rows, nb * block_size]) @ m (float16 bits [nb, n]).
+FloatArray block_offset(const FloatArray& y, const FloatArray& x,
+                        const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& m,
+                        int block_size, bool generic) {
+  if (y.ndim() != 2 || x.ndim() != 2 || m.ndim() != 2 || block_size < 1 ||
+      x.shape(0) != y.shape(0) || m.shape(1) != y.shape(1) ||
+      m.shape(0) * block_size != x.shape(1)) {
+    throw py::value_error("need y [rows, n], x [rows, nb * block_size], m [nb, n]");
+  }
+  const int64_t rows = y.shape(0), n = y.shape(1), nb = m.shape(0);
+  std::vector<float> sums(static_cast<size_t>(rows * nb));  // [rows, nb]
+  ops::block_sums(x.data(), rows, nb, block_size, sums.data());
+  FloatArray z({rows, n});
+  auto run = generic ? ops::block_offset_cols_generic : ops::block_offset_cols;
+  run(sums.data(), rows, nb, m.data(), n, 0, n, y.data(), z.mutable_data());
+  return z;
+}
+
 void bind_ops(py::module_& m) {
   py::module_ o = m.def_submodule("ops", "edgespec's custom-op kernels (for tests).");
   o.def("attend_rows", &attend_rows, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("n0"),
         py::arg("scale"), py::arg("generic") = false);
   o.def("exp_nonpositive", [](float x) { return ops::exp_nonpositive(x); }, py::arg("x"));
+  o.def("block_offset", &block_offset, py::arg("y"), py::arg("x"), py::arg("m"),
+        py::arg("block_size"), py::arg("generic") = false);
   o.attr("MAX_ROWS") = ops::kMaxRows;
 }
 

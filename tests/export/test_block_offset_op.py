@@ -122,3 +122,18 @@ def test_block_size_is_required():
     so.register_custom_ops_library(ops_library())
     with pytest.raises(Exception, match="attribute block_size is missing"):
         ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(("rows", "nb", "n"), [(1, 18, 3072), (5, 48, 576), (9, 3, 70)])
+def test_portable_kernel_gives_the_avx2_bits(rows, nb, n):
+    """Both kernels take one fma per block in the same order: the same bits on any CPU."""
+    from edgespec._native import ops
+
+    y, x, m = _inputs(np.random.default_rng(n), rows, nb, n)
+    bits = m.view(np.uint16)
+    fast = ops.block_offset(y[0], x[0], bits, 32)
+    portable = ops.block_offset(y[0], x[0], bits, 32, generic=True)
+    assert np.array_equal(fast, portable)
+    assert np.abs(fast - _reference(y[0], x[0], m)).max() <= 1e-5 * (1 + np.abs(fast).max())
+    with pytest.raises(ValueError, match="need y"):
+        ops.block_offset(y[0], x[0, :, :-1], bits, 32)

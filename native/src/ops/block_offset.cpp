@@ -133,6 +133,11 @@ void block_sums(const float* x, int64_t rows, int64_t nb, int block_size, float*
   }
 }
 
+void block_offset_cols_generic(const float* s, int64_t rows, int64_t nb, const uint16_t* m,
+                               int64_t n, int64_t c0, int64_t c1, const float* y, float* z) {
+  cols_portable(s, rows, nb, m, n, c0, c1, y, z);
+}
+
 void block_offset_cols(const float* s, int64_t rows, int64_t nb, const uint16_t* m, int64_t n,
                        int64_t c0, int64_t c1, const float* y, float* z) {
 #if EDGESPEC_BLOCK_OFFSET_AVX2

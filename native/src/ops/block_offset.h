@@ -20,6 +20,11 @@ void block_sums(const float* x, int64_t rows, int64_t nb, int block_size, float*
 void block_offset_cols(const float* s, int64_t rows, int64_t nb, const uint16_t* m, int64_t n,
                        int64_t c0, int64_t c1, const float* y, float* z);
 
+// block_offset_cols with the portable code whatever the CPU (for tests: it must give the same
+// bits as the AVX2 path, every product being one fma in the same order).
+void block_offset_cols_generic(const float* s, int64_t rows, int64_t nb, const uint16_t* m,
+                               int64_t n, int64_t c0, int64_t c1, const float* y, float* z);
+
 // The float16 bit pattern h as a float (exact).
 float half_to_float(uint16_t h);
 
