@@ -263,19 +263,6 @@ def test_unavailable_provider(tiny_fp16_bundle_with_draft, good, kwargs, pattern
     still_works(good)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "role"),
-    [(dict(provider="tensorrt"), "target"), (dict(draft_provider="cuda"), "draft")],
-)
-def test_float32_attention_refuses_gpu_providers(tiny_gqa_bundle_with_draft, good, kwargs, role):
-    """ORT's GroupQueryAttention has no float32 CUDA kernel: it would run on the CPU."""
-    pattern = rf"bundle's {role} runs attention in float32 \(fp32\), .* --precision fp16$"
-    with pytest.raises(ValueError, match=pattern) as info:
-        Session(tiny_gqa_bundle_with_draft, threads=1, **kwargs)
-    assert "\n" not in str(info.value)
-    still_works(good)
-
-
 def test_fp32_draft_head_must_run_on_the_cpu(tiny_fp16_bundle_with_draft, tmp_path, good):
     """An fp16 target may go to the GPU; a distilled head (fp32) needs draft_provider='cpu'."""
     import shutil
@@ -294,14 +281,23 @@ def test_fp32_draft_head_must_run_on_the_cpu(tiny_fp16_bundle_with_draft, tmp_pa
     still_works(good)
 
 
+FP32_GQA = r"runs attention in float32 \(fp32\), .* --precision fp16$"
+EDGESPEC_OP = r"uses edgespec attention, a CPU op; provider '\w+' needs a bundle"
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "role"),
-    [(dict(provider="cuda"), "target"), (dict(draft_provider="tensorrt"), "draft")],
+    ("bundle", "kwargs", "role", "why"),
+    [
+        # ORT's GroupQueryAttention has no float32 CUDA kernel: it would run on the CPU.
+        ("tiny_gqa_bundle_with_draft", dict(provider="tensorrt"), "target", FP32_GQA),
+        ("tiny_gqa_bundle_with_draft", dict(draft_provider="cuda"), "draft", FP32_GQA),
+        # edgespec's attention is a CPU op: a GPU session would copy every layer's KV cache.
+        ("tiny_bundle_with_draft", dict(provider="cuda"), "target", EDGESPEC_OP),
+        ("tiny_bundle_with_draft", dict(draft_provider="tensorrt"), "draft", EDGESPEC_OP),
+    ],
 )
-def test_edgespec_attention_refuses_gpu_providers(tiny_bundle_with_draft, good, kwargs, role):
-    """Its attention is a CPU op: a GPU session would copy every layer's KV cache both ways."""
-    pattern = rf"bundle's {role} uses edgespec attention, a CPU op; provider '\w+' needs a bundle"
-    with pytest.raises(ValueError, match=pattern) as info:
-        Session(tiny_bundle_with_draft, threads=1, **kwargs)
+def test_cpu_attention_refuses_gpu_providers(request, good, bundle, kwargs, role, why):
+    with pytest.raises(ValueError, match=rf"bundle's {role} {why}") as info:
+        Session(request.getfixturevalue(bundle), threads=1, **kwargs)
     assert "\n" not in str(info.value)
     still_works(good)

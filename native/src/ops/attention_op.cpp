@@ -268,12 +268,7 @@ void AttentionKernel::compute(Ort::KernelContext ctx) const {
 
 struct AttentionOp : Ort::CustomOpBase<AttentionOp, AttentionKernel, true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-    try {
-      *kernel = new AttentionKernel(info);
-      return nullptr;
-    } catch (const std::exception& err) {
-      return api.CreateStatus(ORT_INVALID_ARGUMENT, err.what());
-    }
+    return create_kernel<AttentionKernel>(api, info, kernel);
   }
   const char* GetName() const { return "GroupQueryAttention"; }
   size_t GetInputTypeCount() const { return 9; }

@@ -8,6 +8,8 @@
 
 #include <onnxruntime_cxx_api.h>
 
+#include <exception>
+
 namespace edgespec {
 namespace ops {
 
@@ -16,6 +18,18 @@ constexpr const char* kDomain = "ai.edgespec";
 // ai.edgespec BlockOffset (block_offset_op.cpp, kernel in block_offset.h): the float16 per-block
 // offset of 4-bit weights with non-integer zero points (GGUF Q4_1), one node instead of four.
 const OrtCustomOp* block_offset_op();
+
+// CreateKernelV2 of every op: a new Kernel(info), or a status with the message of what its
+// constructor threw (a bad attribute fails the session's load, not the process).
+template <class Kernel>
+OrtStatusPtr create_kernel(const OrtApi& api, const OrtKernelInfo* info, void** kernel) {
+  try {
+    *kernel = new Kernel(info);
+    return nullptr;
+  } catch (const std::exception& err) {
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, err.what());
+  }
+}
 
 // The process-wide domain holding every op (created on first use with the ORT API already
 // initialised, never destroyed: sessions may outlive any owner of ours).

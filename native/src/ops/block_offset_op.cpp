@@ -105,12 +105,7 @@ void BlockOffsetKernel::compute(Ort::KernelContext ctx) const {
 
 struct BlockOffsetOp : Ort::CustomOpBase<BlockOffsetOp, BlockOffsetKernel, true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-    try {
-      *kernel = new BlockOffsetKernel(info);
-      return nullptr;
-    } catch (const std::exception& err) {
-      return api.CreateStatus(ORT_INVALID_ARGUMENT, err.what());
-    }
+    return create_kernel<BlockOffsetKernel>(api, info, kernel);
   }
   const char* GetName() const { return "BlockOffset"; }
   size_t GetInputTypeCount() const { return 3; }
