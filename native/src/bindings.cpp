@@ -396,24 +396,42 @@ void bind_spec(py::module_& m) {
   s.attr("DRAFT_CLASSES") = kDraftClasses;
 }
 
-// out [nr, D] = attend_rows(q [nr, D], k / v [>= n0 + nr - 1, D]); generic: the portable kernel.
+// out [nr, D] = attend_rows(q [nr, D], k / v [n, D]); generic: the portable kernel. With tail
+// (one row only): keys j >= n_direct are the rows tail[j - n_direct] (ops::KeyRows).
 FloatArray attend_rows(const FloatArray& q, const FloatArray& k, const FloatArray& v, int n0,
-                       float scale, bool generic) {
+                       float scale, bool generic, const std::optional<IntArray>& tail,
+                       int n_direct) {
   if (q.ndim() != 2 || k.ndim() != 2 || v.ndim() != 2 || k.shape(1) != q.shape(1) ||
       v.shape(0) != k.shape(0) || v.shape(1) != q.shape(1)) {
     throw py::value_error("need q [nr, D] and k, v [n, D]");
   }
   const int nr = static_cast<int>(q.shape(0)), dim = static_cast<int>(q.shape(1));
-  if (nr < 1 || nr > ops::kMaxRows || n0 < 1 || n0 + nr - 1 > k.shape(0) || dim < 1) {
+  ops::KeyRows rows;
+  int64_t last_row = n0 + nr - 2;  // the highest row of k a key maps to
+  if (tail) {
+    const int n_tail = n0 - n_direct;
+    if (nr != 1 || n_direct < 0 || tail->ndim() != 1 || tail->shape(0) != n_tail) {
+      throw py::value_error("a tail needs one query row and n0 - n_direct entries, got " +
+                            std::to_string(tail->size()) + " for n0 " + std::to_string(n0) +
+                            ", n_direct " + std::to_string(n_direct));
+    }
+    rows = {n_direct, tail->data()};
+    last_row = n_direct - 1;
+    for (int i = 0; i < n_tail; ++i) {
+      if (tail->data()[i] < 0) throw py::value_error("tail rows must be >= 0");
+      last_row = std::max<int64_t>(last_row, tail->data()[i]);
+    }
+  }
+  if (nr < 1 || nr > ops::kMaxRows || n0 < 1 || last_row >= k.shape(0) || dim < 1) {
     throw py::value_error("need 1 <= nr <= " + std::to_string(ops::kMaxRows) +
-                          ", n0 >= 1, n0 + nr - 1 <= n and D >= 1");
+                          ", n0 >= 1, every key's row < n and D >= 1");
   }
   const int64_t stride = (n0 + nr - 1 + 7) / 8 * 8;
   std::vector<float> scores(static_cast<size_t>(nr) * stride);  // [nr, stride]
   FloatArray out({nr, dim});
   auto run = generic ? ops::attend_rows_generic : ops::attend_rows;
   run(q.data(), nr, k.data(), v.data(), n0, dim, scale, scores.data(), stride, out.mutable_data(),
-      dim);
+      dim, rows);
   return out;
 }
 
@@ -438,7 +456,8 @@ FloatArray block_offset(const FloatArray& y, const FloatArray& x,
 void bind_ops(py::module_& m) {
   py::module_ o = m.def_submodule("ops", "edgespec's custom-op kernels (for tests).");
   o.def("attend_rows", &attend_rows, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("n0"),
-        py::arg("scale"), py::arg("generic") = false);
+        py::arg("scale"), py::arg("generic") = false, py::arg("tail") = py::none(),
+        py::arg("n_direct") = 0);
   o.def("exp_nonpositive", [](float x) { return ops::exp_nonpositive(x); }, py::arg("x"));
   o.def("block_offset", &block_offset, py::arg("y"), py::arg("x"), py::arg("m"),
         py::arg("block_size"), py::arg("generic") = false);

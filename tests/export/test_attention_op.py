@@ -21,13 +21,20 @@ F32 = TensorProto.FLOAT
 
 
 def _session(
-    packed: bool = True, rotary: bool = True, caches: bool | None = None, **attrs
+    packed: bool = True,
+    rotary: bool = True,
+    caches: bool | None = None,
+    tree: bool = False,
+    **attrs,
 ) -> ort.InferenceSession:
-    """One-node model; `caches` (default: `rotary`) wires the cos/sin inputs."""
+    """One-node model; `caches` (default: `rotary`) wires the cos/sin inputs, `tree` the
+    tree_parents input."""
     caches = rotary if caches is None else caches
     names = ["query", "" if packed else "key", "" if packed else "value", "past_key",
              "past_value", "seqlens_k", "total_sequence_length",
              "cos" if caches else "", "sin" if caches else ""]  # fmt: skip
+    if tree:
+        names.append("tree_parents")
     node = helper.make_node(
         "GroupQueryAttention",
         names,
@@ -50,6 +57,8 @@ def _session(
     ]
     if caches:
         inputs += [vi(n, F32, ["p", "h"]) for n in ("cos", "sin")]
+    if tree:
+        inputs.append(vi("tree_parents", TensorProto.INT32, ["t"]))
     outputs = [vi(n, F32, None) for n in ("out", "present_key", "present_value")]
     graph = helper.make_graph([node], "attn", inputs, outputs)
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.edgespec", 1)]
@@ -209,3 +218,68 @@ def test_without_rotary_no_caches_are_needed():
     got = _session(rotary=False).run(None, f)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _ancestors(parents: list[int], i: int) -> list[int]:
+    """Rows from the root down to row i (itself included)."""
+    path = [i]
+    while parents[path[-1]] >= 0:
+        path.append(parents[path[-1]])
+    return path[::-1]
+
+
+PARENTS = [
+    [-1, 0, 1, 0, 3, 1, 5, 0],  # three branches off the root, one of depth 3
+    [-1, 0, 0, 0, 1, 2, 3, 4],  # a wide first level
+    [-1, 0, 1, 2, 3, 4, 5, 2],  # a chain with one late sibling
+]
+
+
+@pytest.mark.parametrize("parents", PARENTS)
+@pytest.mark.parametrize("n_past", [0, 5, 17])
+def test_tree_rows_equal_their_path_verified_as_a_chain(parents, n_past):
+    """Row i of a tree call gives the bits that the chain root..i gives at its last row, and its
+    key/value land at slot n_past + i rotated at position n_past + depth(i)."""
+    s = len(parents)
+    f = _feeds(s, n_past, seed=3)
+    sess = _session(tree=True)
+    out, pk, pv = sess.run(None, {**f, "tree_parents": np.array(parents, np.int32)})
+    for i in range(s):
+        path = _ancestors(parents, i)
+        n = len(path)
+        chain = {
+            **f,
+            "query": np.ascontiguousarray(f["query"][:, path]),
+            "seqlens_k": np.array([n_past + n - 1], np.int32),
+            "total_sequence_length": np.array(n_past + n, np.int32),
+            "tree_parents": np.arange(-1, n - 1, dtype=np.int32),
+        }
+        c_out, c_k, c_v = sess.run(None, chain)
+        assert np.array_equal(out[0, i], c_out[0, -1]), i
+        assert np.array_equal(pk[0, :, n_past + i], c_k[0, :, n_past + n - 1]), i
+        assert np.array_equal(pv[0, :, n_past + i], c_v[0, :, n_past + n - 1]), i
+
+
+def test_a_chain_of_parents_equals_no_tree():
+    f = _feeds(6, 4)
+    want = _session().run(None, f)
+    got = _session(tree=True).run(None, {**f, "tree_parents": np.arange(-1, 5, dtype=np.int32)})
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("parents", "pattern"),
+    [
+        ([-1, 0, 2, 1], r"tree_parents\[2\] = 2 is not in \[-1, 2\)"),
+        ([-1, 0, -2, 1], r"tree_parents\[2\] = -2 is not in"),
+        ([-1, 0, 0], r"tree_parents must be \[S\] = \[4\], got \[3\]"),
+    ],
+)
+def test_bad_trees_are_clear_errors(parents, pattern):
+    sess = _session(tree=True)
+    f = _feeds(4, 2)
+    with pytest.raises(Exception, match=pattern):
+        sess.run(None, {**f, "tree_parents": np.array(parents, np.int32)})
+    out, _, _ = sess.run(None, {**f, "tree_parents": np.array([-1, 0, 0, 1], np.int32)})
+    assert np.isfinite(out).all()

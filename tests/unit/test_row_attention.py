@@ -92,3 +92,38 @@ def test_bad_shapes_raise_value_error(q_shape, n, n0):
     kv = np.zeros((n, 16), np.float32)
     with pytest.raises(ValueError):
         ops.attend_rows(q, kv, kv, n0, 1.0)
+
+
+@KERNELS
+@DIMS
+@N0S
+@pytest.mark.parametrize("depth", [1, 4, 9])
+def test_gathered_keys_equal_the_same_keys_in_a_row(generic, dim, n0, depth):
+    """A tree row attends to the past, then to its ancestors wherever they lie in the cache: it
+    must give the bits of the same keys laid out contiguously (a chain of the same tokens)."""
+    q, k, v = _inputs(n0 + 20, dim, rows=1)
+    rng = np.random.default_rng(dim + n0 + depth)
+    tail = np.sort(rng.choice(np.arange(n0, n0 + 20), depth, replace=False)).astype(np.int32)
+    k_chain = np.concatenate([k[:n0], k[tail]])  # [n0 + depth, D]
+    v_chain = np.concatenate([v[:n0], v[tail]])
+    scale = 1.0 / np.sqrt(dim)
+    want = ops.attend_rows(q, k_chain, v_chain, n0 + depth, scale, generic=generic)
+    got = ops.attend_rows(q, k, v, n0 + depth, scale, generic=generic, tail=tail, n_direct=n0)
+    assert np.array_equal(got, want)
+    # and not just any keys: a different ancestor changes the result
+    other = tail.copy()
+    other[-1] = n0 + 20 - 1 if tail[-1] != n0 + 20 - 1 else n0
+    moved = ops.attend_rows(q, k, v, n0 + depth, scale, generic=generic, tail=other, n_direct=n0)
+    assert not np.array_equal(moved, want)
+
+
+@pytest.mark.parametrize(
+    ("rows", "tail", "n_direct"),
+    [(2, [5], 4), (1, [5, 6], 4), (1, [-1], 4), (1, [20], 4), (1, [5], 6)],
+    ids=["two-rows", "tail-too-long", "negative-row", "row-past-k", "n_direct-past-n0"],
+)
+def test_bad_tails_raise_value_error(rows, tail, n_direct):
+    q = np.zeros((rows, 16), np.float32)
+    kv = np.zeros((10, 16), np.float32)
+    with pytest.raises(ValueError):
+        ops.attend_rows(q, kv, kv, 5, 1.0, tail=np.array(tail, np.int32), n_direct=n_direct)

@@ -17,8 +17,19 @@ namespace edgespec {
 namespace ops {
 namespace {
 
-// Input and output slots (com.microsoft GroupQueryAttention's order).
-enum Input { kQuery, kKey, kValue, kPastKey, kPastValue, kSeqlensK, kTotalLength, kCos, kSin };
+// Input and output slots (com.microsoft GroupQueryAttention's order, then edgespec's tree).
+enum Input {
+  kQuery,
+  kKey,
+  kValue,
+  kPastKey,
+  kPastValue,
+  kSeqlensK,
+  kTotalLength,
+  kCos,
+  kSin,
+  kTreeParents
+};
 enum Output { kOut, kPresentKey, kPresentValue };
 
 int64_t int_attr(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback) {
@@ -88,6 +99,17 @@ int32_t one_int(Ort::KernelContext& ctx, size_t index, const char* name) {
   return v.GetTensorData<int32_t>()[0];
 }
 
+// A verify call's token tree (input tree_parents, int32 [S]): row i's parent is row parents[i]
+// (-1: the past), so it sits at position past + depth(i) and attends to the past and then to its
+// ancestors (itself included) in increasing row order: exactly the keys, in the same order, of
+// the same tokens verified as a chain. A chain (parents[i] == i - 1) takes the plain path.
+constexpr int kMaxTree = 64;  // rows of a tree call (the engine's widest verify)
+struct Tree {
+  int32_t depth[kMaxTree];                      // [S]: root rows 0
+  int32_t at[kMaxTree];                         // [S]: row i's ancestors start at rows[at[i]]
+  int32_t rows[kMaxTree * (kMaxTree + 1) / 2];  // ancestors' cache rows (past + row)
+};
+
 // One call's sizes and buffers (batch 1). Rows i < seq are the new tokens at positions past + i;
 // unit u = (block b of unit_rows rows) x (head h). A decode or verify call (<= kMaxRows rows) runs
 // one row per unit, so its 9-45 units spread evenly over the threads; a prefill chunk runs
@@ -104,7 +126,10 @@ struct Call {
   float* present_key = nullptr;     // [kv_heads, capacity, dim]
   float* present_value = nullptr;   // [kv_heads, capacity, dim]
   float* out = nullptr;             // [seq, num_heads * dim]
+  const Tree* tree = nullptr;       // null: row i at position past + i, seeing keys < past + i + 1
   std::atomic<bool> failed{false};  // a unit could not get its scratch memory
+
+  int position(int i) const { return past + (tree != nullptr ? tree->depth[i] : i); }
 };
 
 // Attention of unit u (see Call) into c.out.
@@ -113,7 +138,9 @@ void run_unit(void* data, size_t u) {
   const int b = static_cast<int>(u / c.num_heads), h = static_cast<int>(u % c.num_heads);
   const int g = h / (c.num_heads / c.kv_heads);  // the head's key/value group
   const int i0 = b * c.unit_rows, nr = std::min(c.unit_rows, c.seq - i0);
-  const int n0 = c.past + i0 + 1;                    // keys seen by row i0
+  const int n0 = c.position(i0) + 1;  // keys seen by row i0
+  KeyRows rows;                       // a tree row (unit_rows 1) gathers its ancestors
+  if (c.tree != nullptr) rows = {c.past, c.tree->rows + c.tree->at[i0]};
   const int64_t stride = (n0 + nr - 1 + 7) / 8 * 8;  // scores row: whole blocks of 8
   thread_local std::vector<float> scratch;  // rotated queries [nr, dim], scores [nr, stride]
   const size_t need = static_cast<size_t>(nr) * (c.dim + stride);
@@ -128,16 +155,16 @@ void run_unit(void* data, size_t u) {
     float* qr = q + static_cast<int64_t>(r) * c.dim;
     std::memcpy(qr, c.q + (i0 + r) * c.q_stride + static_cast<int64_t>(h) * c.dim,
                 sizeof(float) * c.dim);
-    if (c.half > 0) rotate_half(qr, c.past + i0 + r, c.cos, c.sin, c.half);
+    if (c.half > 0) rotate_half(qr, c.position(i0 + r), c.cos, c.sin, c.half);
   }
   const int64_t head = static_cast<int64_t>(g) * c.capacity * c.dim;  // [capacity, dim] offset
   const int64_t out_stride = static_cast<int64_t>(c.num_heads) * c.dim;
   attend_rows(q, nr, c.present_key + head, c.present_value + head, n0, c.dim, c.scale,
               q + static_cast<int64_t>(nr) * c.dim, stride,
-              c.out + i0 * out_stride + static_cast<int64_t>(h) * c.dim, out_stride);
+              c.out + i0 * out_stride + static_cast<int64_t>(h) * c.dim, out_stride, rows);
 }
 
-// Copies (and rotates) the new rows' keys and values into their cache slots past + i.
+// Copies the new rows' keys and values into cache slots past + i (keys rotated at position(i)).
 void write_kv(const Call& c, const float* k, const float* v, int64_t kv_stride) {
   for (int i = 0; i < c.seq; ++i) {
     for (int g = 0; g < c.kv_heads; ++g) {
@@ -145,9 +172,42 @@ void write_kv(const Call& c, const float* k, const float* v, int64_t kv_stride) 
       const int64_t src = i * kv_stride + static_cast<int64_t>(g) * c.dim;
       std::memcpy(c.present_key + slot, k + src, sizeof(float) * c.dim);
       std::memcpy(c.present_value + slot, v + src, sizeof(float) * c.dim);
-      if (c.half > 0) rotate_half(c.present_key + slot, c.past + i, c.cos, c.sin, c.half);
+      if (c.half > 0) rotate_half(c.present_key + slot, c.position(i), c.cos, c.sin, c.half);
     }
   }
+}
+
+// Reads the optional tree_parents input into tree; false when absent or a chain.
+bool read_tree(Ort::KernelContext& ctx, const Call& c, Tree& tree) {
+  const Ort::ConstValue in = ctx.GetInput(kTreeParents);
+  if (static_cast<const OrtValue*>(in) == nullptr) return false;
+  const Dims ts = dims_of(in);
+  if (ts.rank != 1 || ts.d[0] != c.seq) {
+    fail("tree_parents must be [S] = [" + std::to_string(c.seq) + "], got " + ts.str());
+  }
+  const int32_t* parent = in.GetTensorData<int32_t>();
+  bool chain = true;
+  for (int i = 0; i < c.seq; ++i) chain = chain && parent[i] == i - 1;
+  if (chain) return false;
+  if (c.seq > kMaxTree) {
+    fail("a tree of " + std::to_string(c.seq) + " rows exceeds " + std::to_string(kMaxTree));
+  }
+  int n = 0;  // entries of tree.rows written
+  for (int i = 0; i < c.seq; ++i) {
+    const int p = parent[i];
+    if (p < -1 || p >= i) {
+      fail("tree_parents[" + std::to_string(i) + "] = " + std::to_string(p) + " is not in [-1, " +
+           std::to_string(i) + ")");
+    }
+    tree.depth[i] = p < 0 ? 0 : tree.depth[p] + 1;
+    tree.at[i] = n;
+    if (p >= 0) {  // the parent's ancestors, then the row itself
+      std::copy_n(tree.rows + tree.at[p], tree.depth[p] + 1, tree.rows + n);
+      n += tree.depth[p] + 1;
+    }
+    tree.rows[n++] = c.past + i;
+  }
+  return true;
 }
 
 class AttentionKernel {
@@ -240,6 +300,8 @@ void AttentionKernel::bind_rotary(Ort::KernelContext& ctx, int total, Call& c) c
 void AttentionKernel::compute(Ort::KernelContext ctx) const {
   Call c;
   prepare(ctx, c);
+  Tree tree;  // ~8.6 KiB on the stack: no allocation per call
+  if (read_tree(ctx, c, tree)) c.tree = &tree;
   const auto key = ctx.GetInput(kKey);
   const int64_t q_width = int64_t{num_heads_} * c.dim, kv_width = int64_t{kv_heads_} * c.dim;
   if (static_cast<const OrtValue*>(key) == nullptr) {  // packed [q | k | v] rows
@@ -260,7 +322,7 @@ void AttentionKernel::compute(Ort::KernelContext ctx) const {
     }
     write_kv(c, key.GetTensorData<float>(), value.GetTensorData<float>(), kv_width);
   }
-  c.unit_rows = c.seq <= kMaxRows ? 1 : kMaxRows;
+  c.unit_rows = c.seq <= kMaxRows || c.tree != nullptr ? 1 : kMaxRows;
   const size_t blocks = (c.seq + c.unit_rows - 1) / c.unit_rows;
   ctx.ParallelFor(run_unit, blocks * num_heads_, 0, &c);
   if (c.failed) throw std::runtime_error("ai.edgespec.GroupQueryAttention: out of memory");
@@ -271,13 +333,14 @@ struct AttentionOp : Ort::CustomOpBase<AttentionOp, AttentionKernel, true> {
     return create_kernel<AttentionKernel>(api, info, kernel);
   }
   const char* GetName() const { return "GroupQueryAttention"; }
-  size_t GetInputTypeCount() const { return 9; }
+  size_t GetInputTypeCount() const { return 10; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
-    return i == kSeqlensK || i == kTotalLength ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32
-                                               : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    return i == kSeqlensK || i == kTotalLength || i == kTreeParents
+               ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32
+               : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
-    const bool optional = i == kKey || i == kValue || i == kCos || i == kSin;
+    const bool optional = i == kKey || i == kValue || i == kCos || i == kSin || i == kTreeParents;
     return optional ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 3; }

@@ -2,6 +2,8 @@
 // drop-in for com.microsoft GroupQueryAttention (same inputs, outputs and attributes, batch 1,
 // float32, rotate-half rotary, shared or separate past/present buffers) that computes each
 // query row on its own (row_attention.h), so a verify call equals one-token steps bit for bit.
+// One input of its own after sin_cache (slot 9, where com.microsoft has position_ids): optional
+// tree_parents int32 [S], a token tree to verify in one call (attention_op.cpp, Tree).
 // The engine adds the domain to its sessions; libedgespec_ops.so exposes it to the onnxruntime
 // Python package (SessionOptions.register_custom_ops_library) through RegisterCustomOps.
 #pragma once

@@ -49,11 +49,11 @@ inline float dot(const float* a, const float* b, int n) {
 
 // s[r][j] = scale q_r.k_j for j < n0 + r; m[r] = max_j s[r][j].
 // q: [nr, dim]; k: [>= n0 + nr - 1, dim]; s: [nr, stride]; m: [nr].
-void qk_scores(const float* q, int nr, const float* k, int n0, int dim, float scale, float* s,
-               int64_t stride, float* m) {
+void qk_scores(const float* q, int nr, const float* k, int n0, const KeyRows& rows, int dim,
+               float scale, float* s, int64_t stride, float* m) {
   for (int r = 0; r < nr; ++r) m[r] = -3.402823466e38f;
   for (int j = 0; j < n0 + nr - 1; ++j) {
-    const float* kj = k + static_cast<int64_t>(j) * dim;  // [dim]
+    const float* kj = k + rows(j) * dim;  // [dim]
     for (int r = (j < n0 ? 0 : j - n0 + 1); r < nr; ++r) {
       const float x = scale * dot(q + static_cast<int64_t>(r) * dim, kj, dim);
       s[r * stride + j] = x;
@@ -76,12 +76,14 @@ float exp_and_sum(float* e, int n, float m) {
 
 // o_r[d] = sum_j e[r][j] v_j[d], j < n0 + r: blocks of four rows of v (j < 4 floor(n / 4)),
 // then the rest one by one. e: [nr, stride]; v: [>= n0 + nr - 1, dim]; o: [nr, out_stride].
-void weighted_rows(const float* e, int64_t stride, int nr, const float* v, int n0, int dim,
-                   float* o, int64_t out_stride) {
+void weighted_rows(const float* e, int64_t stride, int nr, const float* v, int n0,
+                   const KeyRows& rows, int dim, float* o, int64_t out_stride) {
   for (int r = 0; r < nr; ++r) std::memset(o + r * out_stride, 0, sizeof(float) * dim);
   for (int j = 0; j + 4 <= n0 + nr - 1; j += 4) {
-    const float* v0 = v + static_cast<int64_t>(j) * dim;  // [4, dim]: rows j..j+3
-    const float *v1 = v0 + dim, *v2 = v1 + dim, *v3 = v2 + dim;
+    const float* v0 = v + rows(j) * dim;  // [dim] each: the rows of keys j..j+3
+    const float* v1 = v + rows(j + 1) * dim;
+    const float* v2 = v + rows(j + 2) * dim;
+    const float* v3 = v + rows(j + 3) * dim;
     for (int r = (j + 4 <= n0 ? 0 : j + 4 - n0); r < nr; ++r) {
       const float* er = e + r * stride + j;
       const float e0 = er[0], e1 = er[1], e2 = er[2], e3 = er[3];
@@ -95,7 +97,7 @@ void weighted_rows(const float* e, int64_t stride, int nr, const float* v, int n
     const int n = n0 + r;
     float* out = o + r * out_stride;
     for (int j = n - n % 4; j < n; ++j) {
-      const float* vj = v + static_cast<int64_t>(j) * dim;  // [dim]
+      const float* vj = v + rows(j) * dim;  // [dim]
       const float ej = e[r * stride + j];
       for (int d = 0; d < dim; ++d) out[d] += ej * vj[d];
     }
@@ -117,23 +119,25 @@ void rotate_half(float* x, int pos, const float* cos, const float* sin, int half
 }
 
 void attend_rows(const float* q, int nr, const float* k, const float* v, int n0, int head_dim,
-                 float scale, float* scores, int64_t stride, float* out, int64_t out_stride) {
+                 float scale, float* scores, int64_t stride, float* out, int64_t out_stride,
+                 const KeyRows& rows) {
 #if EDGESPEC_HAVE_AVX2
   static const bool avx2 = cpu_has_avx2();  // one kernel for the whole process
-  if (avx2 && attend_rows_avx2(q, nr, k, v, n0, head_dim, scale, scores, stride, out, out_stride)) {
+  if (avx2 &&
+      attend_rows_avx2(q, nr, k, v, n0, head_dim, scale, scores, stride, out, out_stride, rows)) {
     return;
   }
 #endif
-  attend_rows_generic(q, nr, k, v, n0, head_dim, scale, scores, stride, out, out_stride);
+  attend_rows_generic(q, nr, k, v, n0, head_dim, scale, scores, stride, out, out_stride, rows);
 }
 
 void attend_rows_generic(const float* q, int nr, const float* k, const float* v, int n0,
                          int head_dim, float scale, float* scores, int64_t stride, float* out,
-                         int64_t out_stride) {
+                         int64_t out_stride, const KeyRows& rows) {
   float m[kMaxRows];  // [nr]: each row's largest score
-  qk_scores(q, nr, k, n0, head_dim, scale, scores, stride, m);
+  qk_scores(q, nr, k, n0, rows, head_dim, scale, scores, stride, m);
   for (int r = 0; r < nr; ++r) m[r] = 1.0f / exp_and_sum(scores + r * stride, n0 + r, m[r]);
-  weighted_rows(scores, stride, nr, v, n0, head_dim, out, out_stride);
+  weighted_rows(scores, stride, nr, v, n0, rows, head_dim, out, out_stride);
   for (int r = 0; r < nr; ++r) {  // m[r] now holds 1 / sum_j e_j (>= 1: the max term is e^0)
     for (int d = 0; d < head_dim; ++d) out[r * out_stride + d] *= m[r];
   }

@@ -88,16 +88,15 @@ AVX2_FN inline __m256 scores8(const float* q, const float* const* kp) {
 
 // s[r][j] = scale q_r.k_j (j < n0 + r; the block's other lanes hold scratch), m[r] = max.
 template <int NC>
-AVX2_FN void qk_rows(const float* q, int nr, const float* k, int n0, float scale, float* s,
-                     int64_t stride, float* m) {
+AVX2_FN void qk_rows(const float* q, int nr, const float* k, int n0, const KeyRows& rows,
+                     float scale, float* s, int64_t stride, float* m) {
   constexpr int dim = 8 * NC;
   const int n_max = n0 + nr - 1;
   __m256 mv[kMaxRows];
   for (int r = 0; r < nr; ++r) mv[r] = _mm256_set1_ps(kLowest);
   for (int j = 0; j < n_max; j += kKeyBlock) {
     const float* kp[kKeyBlock];  // rows j..j+7 of k, the last valid row repeated
-    for (int l = 0; l < kKeyBlock; ++l)
-      kp[l] = k + static_cast<int64_t>(std::min(j + l, n_max - 1)) * dim;
+    for (int l = 0; l < kKeyBlock; ++l) kp[l] = k + rows(std::min(j + l, n_max - 1)) * dim;
     for (int r = (j < n0 ? 0 : j - n0 + 1); r < nr; ++r) {
       const __m256 x = _mm256_mul_ps(scores8<NC>(q + r * dim, kp), _mm256_set1_ps(scale));
       _mm256_storeu_ps(s + r * stride + j, x);
@@ -124,7 +123,7 @@ AVX2_FN float exp_rows(float* e, int n, float m) {
 // o_r = inv_r sum_j e[r][j] v_j, j < n0 + r: blocks of kVBlock rows of v shared by the rows.
 template <int NC>
 AVX2_FN void pv_rows(const float* e, int64_t stride, int nr, const float* v, int n0,
-                     const float* inv, float* o, int64_t out_stride) {
+                     const KeyRows& rows, const float* inv, float* o, int64_t out_stride) {
   constexpr int dim = 8 * NC;
   const int n_max = n0 + nr - 1;
   for (int j0 = 0; j0 < n_max; j0 += kVBlock) {
@@ -138,7 +137,7 @@ AVX2_FN void pv_rows(const float* e, int64_t stride, int nr, const float* v, int
       const int j1 = std::min(j0 + kVBlock, n0 + r);
       for (int j = j0; j < j1; ++j) {
         const __m256 ej = _mm256_set1_ps(er[j]);
-        const float* vj = v + static_cast<int64_t>(j) * dim;
+        const float* vj = v + rows(j) * dim;
         for (int c = 0; c < NC; ++c)
           acc[c] = _mm256_fmadd_ps(ej, _mm256_loadu_ps(vj + 8 * c), acc[c]);
       }
@@ -152,27 +151,29 @@ AVX2_FN void pv_rows(const float* e, int64_t stride, int nr, const float* v, int
 }
 
 template <int NC>
-AVX2_FN void attend(const float* q, int nr, const float* k, const float* v, int n0, float scale,
-                    float* s, int64_t stride, float* o, int64_t out_stride) {
+AVX2_FN void attend(const float* q, int nr, const float* k, const float* v, int n0,
+                    const KeyRows& rows, float scale, float* s, int64_t stride, float* o,
+                    int64_t out_stride) {
   float m[kMaxRows];  // [nr]: max score, then 1 / sum_j e_j
-  qk_rows<NC>(q, nr, k, n0, scale, s, stride, m);
+  qk_rows<NC>(q, nr, k, n0, rows, scale, s, stride, m);
   for (int r = 0; r < nr; ++r) m[r] = exp_rows(s + r * stride, n0 + r, m[r]);
-  pv_rows<NC>(s, stride, nr, v, n0, m, o, out_stride);
+  pv_rows<NC>(s, stride, nr, v, n0, rows, m, o, out_stride);
 }
 
 }  // namespace
 
 bool attend_rows_avx2(const float* q, int nr, const float* k, const float* v, int n0, int dim,
-                      float scale, float* s, int64_t stride, float* o, int64_t out_stride) {
-  using Kernel = void (*)(const float*, int, const float*, const float*, int, float, float*,
-                          int64_t, float*, int64_t);
+                      float scale, float* s, int64_t stride, float* o, int64_t out_stride,
+                      const KeyRows& rows) {
+  using Kernel = void (*)(const float*, int, const float*, const float*, int, const KeyRows&, float,
+                          float*, int64_t, float*, int64_t);
   const Kernel kernel = dim == 16    ? attend<2>
                         : dim == 32  ? attend<4>
                         : dim == 64  ? attend<8>
                         : dim == 128 ? attend<16>
                                      : nullptr;
   if (kernel == nullptr) return false;
-  kernel(q, nr, k, v, n0, scale, s, stride, o, out_stride);
+  kernel(q, nr, k, v, n0, rows, scale, s, stride, o, out_stride);
   return true;
 }
 

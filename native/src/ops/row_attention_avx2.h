@@ -18,7 +18,8 @@ namespace ops {
 // attend_rows with AVX2 + FMA; false (nothing written) when dim is not 16, 32, 64 or 128.
 // scores' stride must be >= n0 + nr - 1 rounded up to a multiple of 8.
 bool attend_rows_avx2(const float* q, int nr, const float* k, const float* v, int n0, int dim,
-                      float scale, float* scores, int64_t stride, float* out, int64_t out_stride);
+                      float scale, float* scores, int64_t stride, float* out, int64_t out_stride,
+                      const KeyRows& rows);
 // Whether this CPU runs AVX2 and FMA.
 bool cpu_has_avx2();
 #endif
