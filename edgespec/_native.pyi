@@ -33,6 +33,7 @@ class ModelSpec:
     present_value: str
     logits: str
     logits_to_keep: str
+    tree_parents: str
     hidden_size: int
     features: str  # input float32 [1, n, hidden_size]; "" = the graph has none
     hidden_states: str  # output float32 [1, n, hidden_size]; "" = not bound
@@ -61,6 +62,7 @@ class GenConfig:
     ngram_min: int
     copy_match: int
     draft_confidence: float
+    draft_tree: bool
     eos_ids: list[int]
     def __init__(self, **kwargs: Any) -> None: ...
 
@@ -148,6 +150,12 @@ class _SpecModule:
     def accept_greedy(logits: npt.ArrayLike, draft: npt.ArrayLike) -> tuple[int, int]:
         """(n_accept, next_token) for target logits [k+1, vocab] and k drafted tokens."""
     @staticmethod
+    def accept_greedy_tree(
+        logits: npt.ArrayLike, draft: npt.ArrayLike, parent: npt.ArrayLike
+    ) -> tuple[int, int, list[int]]:
+        """(n_accept, next_token, accepted draft indices) of a draft tree: draft i hangs
+        below verify row parent[i] (0 = the last committed token, j = draft j - 1)."""
+    @staticmethod
     def accept_sampling(
         p_rows: npt.ArrayLike, q_rows: npt.ArrayLike | None, draft: npt.ArrayLike, seed: int
     ) -> tuple[int, int]:
@@ -171,7 +179,13 @@ class _DraftPolicy:
     def reset_acceptance(self, k_max: int, prior_accept: float, use_times: bool) -> None: ...
     def set_prior_draft_cost(self, d: float) -> None: ...
     def observe(
-        self, cls: int, n_draft: int, n_accept: int, t_verify: float, t_draft: float
+        self,
+        cls: int,
+        n_draft: int,
+        n_accept: int,
+        t_verify: float,
+        t_draft: float,
+        width: int = 0,
     ) -> None: ...
     def choose(self, cls: int) -> int: ...
 
@@ -189,9 +203,12 @@ class _OpsModule:
         n0: int,
         scale: float,
         generic: bool = False,
+        tail: npt.ArrayLike | None = None,
+        n_direct: int = 0,
     ) -> npt.NDArray[np.float32]:
         """Causal attention of query rows q [nr, D] at consecutive positions (row r sees
-        k, v rows j < n0 + r) -> [nr, D]; generic: the portable kernel instead of AVX2."""
+        k, v rows j < n0 + r) -> [nr, D]; generic: the portable kernel instead of AVX2.
+        tail (one row only): keys j >= n_direct are the rows tail[j - n_direct]."""
     @staticmethod
     def exp_nonpositive(x: float) -> float:
         """e^x for x <= 0 (the kernel's exp)."""

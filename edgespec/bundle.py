@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 FORMAT = "edgespec-bundle"  # magic value of the manifest's "format" field
-FORMAT_VERSION = 2  # newest manifest version this runtime reads (2: models may use ai.edgespec ops)
+# Newest manifest version this runtime reads (2: models may use ai.edgespec ops; 3: a graph may
+# take tree_parents, a tree of drafts verified in one call).
+FORMAT_VERSION = 3
 MANIFEST_NAME = "edgespec.json"
 
 _KV_DTYPES = ("float32", "float16")
@@ -66,6 +68,8 @@ class ModelInfo:
             extra.update(features=self.inputs["features"], token_map=list(self.token_map))
         if "logits_to_keep" in self.inputs:  # optional: prefill computes one logits row
             extra["logits_to_keep"] = self.inputs["logits_to_keep"]
+        if "tree_parents" in self.inputs:  # optional: a verify call may check a draft tree
+            extra["tree_parents"] = self.inputs["tree_parents"]
         return {
             **extra,
             "path": str(self.path),
@@ -189,6 +193,10 @@ def _model_info(root: Path, role: str, entry: dict) -> ModelInfo:
         _require(inputs, key, str, f"{where}.inputs")
     for key in _OUTPUT_KEYS:
         _require(outputs, key, str, f"{where}.outputs")
+    if "tree_parents" in inputs and attention != "edgespec":
+        raise BundleError(
+            f"manifest: '{where}.inputs.tree_parents' needs attention 'edgespec', got {attention!r}"
+        )
     _check_external_data(path)
     return ModelInfo(
         role=role,

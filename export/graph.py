@@ -45,6 +45,9 @@ IO_NAMES = {
 
 
 LOGITS_TO_KEEP = "logits_to_keep"  # optional input (manifest inputs.logits_to_keep)
+# int32 [n] input of graphs with edgespec attention (manifest inputs.tree_parents): row i's
+# parent row (-1: the past), so one verify call can check a tree of drafts (attention_op.h)
+TREE_PARENTS = "tree_parents"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class GraphOptions:
         if self.attention != "auto":
             return self.attention
         return "gqa" if self.precision == "fp16" else "edgespec"
+
+    @property
+    def tree_parents(self) -> bool:
+        """Whether the graph takes tree_parents (every graph with edgespec attention)."""
+        return self.attention_op == "edgespec"
 
     @property
     def opsets(self) -> list:
@@ -317,6 +325,8 @@ class _Builder:
             io["outputs"]["present_value"].format(layer=i),
         ]
         ins = qkv_in + past + ["seqlens_k", "total_sequence_length", cos, sin]
+        if self.opts.tree_parents:
+            ins.append(TREE_PARENTS)
         out = f"{p}.gqa/out0"
         self.nodes.append(
             helper.make_node(
@@ -402,6 +412,8 @@ class _Builder:
         ]
         if self.opts.logits_to_keep:
             inputs.append(vi(LOGITS_TO_KEEP, TensorProto.INT64, [1]))
+        if self.opts.tree_parents:
+            inputs.append(vi(TREE_PARENTS, TensorProto.INT32, ["n"]))
         rows = "k" if self.opts.logits_to_keep else "n"
         outputs = [vi("logits", TensorProto.FLOAT, [1, rows, cfg.vocab_size])]
         for i in range(cfg.num_layers):

@@ -36,17 +36,30 @@ class SharedKVDecoder:
         }
 
     def forward(
-        self, ids: list[int], n_past: int, hidden: bool = False, features=None, keep: int = 0
+        self,
+        ids: list[int],
+        n_past: int,
+        hidden: bool = False,
+        features=None,
+        keep: int = 0,
+        parents: list[int] | None = None,
     ):
         """Run tokens at positions n_past.. ; logits float32 [n, vocab] (+ hidden [n, H]).
         `features` float32 [n, H]: the draft head's features input (models.eagle only).
-        `keep` > 0 (graphs with logits_to_keep): logits of the last `keep` rows only."""
+        `keep` > 0 (graphs with logits_to_keep): logits of the last `keep` rows only.
+        `parents` (graphs with tree_parents): row i's parent row, -1 = the past; default a
+        chain. Row i of a tree writes its KV at slot n_past + i."""
         n = len(ids)
         ins, outs = self.m["inputs"], self.m["outputs"]
         io = self.sess.io_binding()
         io.bind_cpu_input(ins["input_ids"], np.array([ids], dtype=np.int64))  # [1, n]
         if "logits_to_keep" in ins:  # default all n rows (the runtime's verify call)
             io.bind_cpu_input(ins["logits_to_keep"], np.array([keep or n], dtype=np.int64))
+        if "tree_parents" in ins:
+            tree = np.arange(-1, n - 1) if parents is None else parents
+            io.bind_cpu_input(ins["tree_parents"], np.asarray(tree, dtype=np.int32))  # [n]
+        elif parents is not None:
+            raise ValueError("this graph has no tree_parents input")
         if features is not None:
             f = np.ascontiguousarray(np.asarray(features, dtype=np.float32)[None])  # [1, n, H]
             io.bind_cpu_input(ins["features"], f)
@@ -62,3 +75,12 @@ class SharedKVDecoder:
         got = io.get_outputs()  # logits (, hidden), then the KV buffers: copy the first only
         logits = got[0].numpy()[0]  # [n, vocab]
         return (logits, got[1].numpy()[0]) if hidden else logits
+
+    def keep_rows(self, base: int, rows: list[int]) -> None:
+        """After a tree forward at n_past = base: KV slots base + rows[i] move to base + i (the
+        runtime's Model::keep_rows); slots after base + len(rows) are left as they are."""
+        src = base + np.asarray(rows)
+        for buf in self.kv.values():
+            kv = buf.numpy()  # [1, kv_heads, capacity, head_dim] (a copy)
+            kv[:, :, base : base + len(rows)] = kv[:, :, src]
+            buf.update_inplace(kv)

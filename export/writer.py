@@ -15,11 +15,11 @@ from pathlib import Path
 
 import onnx
 
-from .graph import IO_NAMES, LOGITS_TO_KEEP, GraphOptions, build_decoder
+from .graph import IO_NAMES, LOGITS_TO_KEEP, TREE_PARENTS, GraphOptions, build_decoder
 from .model_ir import LoadedModel, TokenizerData
 
 FORMAT = "edgespec-bundle"
-FORMAT_VERSION = 2  # written when a model uses an ai.edgespec op (attention "edgespec"), else 1
+FORMAT_VERSION = 3  # written when a graph uses edgespec attention (_format_version), else 1
 MANIFEST = "edgespec.json"
 DEFAULT_GENERATION = {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0}
 
@@ -109,6 +109,8 @@ def model_entry(spec: ModelSpec, rel_path: str, file_bytes: int) -> dict:
     inputs = dict(IO_NAMES["inputs"])
     if opts.logits_to_keep:
         inputs["logits_to_keep"] = LOGITS_TO_KEEP
+    if opts.tree_parents:
+        inputs["tree_parents"] = TREE_PARENTS
     return {
         "path": rel_path,
         "architecture": cfg.architecture,
@@ -144,9 +146,11 @@ def tokenizer_entry(tok: TokenizerData) -> dict:
     }
 
 
-def _uses_edgespec_ops(models: dict) -> bool:
-    """Whether a graph needs edgespec's custom ops (readers of format 1 lack them)."""
-    return any(m.get("attention") == "edgespec" for m in models.values())
+def _format_version(models: dict) -> int:
+    """The oldest format whose readers can run these graphs: 3 for edgespec attention (its ops
+    and its tree_parents input; format 2 had the ops only), else 1."""
+    edgespec = any(m.get("attention") == "edgespec" for m in models.values())
+    return FORMAT_VERSION if edgespec else 1
 
 
 def _write_contents(
@@ -163,7 +167,7 @@ def _write_contents(
         (tmp / "chat_template.jinja").write_text(tok.chat_template, encoding="utf-8")
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION if _uses_edgespec_ops(models) else 1,
+        "format_version": _format_version(models),
         "created_by": f"edgespec {_version()}",
         "models": models,
         "tokenizer": tokenizer_entry(tok),

@@ -34,6 +34,8 @@ def _feeds(m: dict, inputs: list[str], context: int, width: int) -> dict[str, np
     }
     if m["inputs"].get("logits_to_keep"):
         feeds[m["inputs"]["logits_to_keep"]] = np.array([width], np.int64)  # [1]
+    if m["inputs"].get("tree_parents"):
+        feeds[m["inputs"]["tree_parents"]] = np.arange(-1, width - 1, dtype=np.int32)  # chain
     for name in inputs:
         feeds.setdefault(name, kv)  # past key/value: [1, kv_heads, capacity, head_dim]
     return feeds

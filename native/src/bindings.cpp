@@ -142,6 +142,7 @@ void bind_specs(py::module_& m) {
       .def_readwrite("present_value", &ModelSpec::present_value)
       .def_readwrite("logits", &ModelSpec::logits)
       .def_readwrite("logits_to_keep", &ModelSpec::logits_to_keep)
+      .def_readwrite("tree_parents", &ModelSpec::tree_parents)
       .def_readwrite("hidden_size", &ModelSpec::hidden_size)
       .def_readwrite("features", &ModelSpec::features)
       .def_readwrite("hidden_states", &ModelSpec::hidden_states)
@@ -175,11 +176,12 @@ void bind_specs(py::module_& m) {
       .def_readwrite("ngram_min", &GenConfig::ngram_min)
       .def_readwrite("copy_match", &GenConfig::copy_match)
       .def_readwrite("draft_confidence", &GenConfig::draft_confidence)
+      .def_readwrite("draft_tree", &GenConfig::draft_tree)
       .def_readwrite("eos_ids", &GenConfig::eos_ids);
-  add_repr(
-      cfg, "GenConfig",
-      {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter", "num_draft_tokens",
-       "adaptive", "ngram_max", "ngram_min", "copy_match", "draft_confidence", "eos_ids"});
+  add_repr(cfg, "GenConfig",
+           {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter",
+            "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "copy_match",
+            "draft_confidence", "draft_tree", "eos_ids"});
 }
 
 void bind_results(py::module_& m) {
@@ -324,6 +326,28 @@ void bind_spec(py::module_& m) {
         return py::make_tuple(a.n_accept, a.next);
       },
       py::arg("logits"), py::arg("draft"));
+  s.def(
+      "accept_greedy_tree",
+      [](const FloatArray& logits, const IntArray& draft, const IntArray& parent) {
+        const int k = static_cast<int>(draft.size());
+        if (logits.ndim() != 2) throw py::value_error("logits must be 2-D (k+1, vocab)");
+        check_rows(logits, k + 1, logits.shape(1), "logits");
+        if (parent.size() != k) throw py::value_error("need one parent per draft");
+        for (int i = 0; i < k; ++i) {
+          if (parent.data()[i] < 0 || parent.data()[i] > i) {
+            throw py::value_error("parent[" + std::to_string(i) +
+                                  "] = " + std::to_string(parent.data()[i]) + " is not in [0, " +
+                                  std::to_string(i) + "]");
+          }
+        }
+        std::vector<int32_t> path(k);  // int32 [k]
+        const spec::Accept a =
+            spec::accept_greedy_tree(logits.data(), static_cast<int>(logits.shape(1)), draft.data(),
+                                     parent.data(), k, path.data());
+        path.resize(a.n_accept);
+        return py::make_tuple(a.n_accept, a.next, path);
+      },
+      py::arg("logits"), py::arg("draft"), py::arg("parent"));
   s.def("accept_sampling", &accept_sampling, py::arg("p_rows"), py::arg("q_rows"), py::arg("draft"),
         py::arg("seed"));
   s.def(
@@ -377,14 +401,17 @@ void bind_spec(py::module_& m) {
       .def("set_prior_draft_cost", &DraftPolicy::set_prior_draft_cost, py::arg("d"))
       .def(
           "observe",
-          [](DraftPolicy& p, int cls, int n_draft, int n_accept, double t_verify, double t_draft) {
+          [](DraftPolicy& p, int cls, int n_draft, int n_accept, double t_verify, double t_draft,
+             int width) {
             if (cls < -1 || cls >= kDraftClasses || n_draft < 0 || n_accept < 0 ||
-                n_accept > n_draft)
-              throw py::value_error("need -1 <= cls < kDraftClasses, 0 <= n_accept <= n_draft");
-            p.observe(cls, n_draft, n_accept, t_verify, t_draft);
+                n_accept > n_draft || (width != 0 && width < n_draft + 1))
+              throw py::value_error(
+                  "need -1 <= cls < kDraftClasses, 0 <= n_accept <= n_draft and width 0 (a "
+                  "chain) or >= n_draft + 1");
+            p.observe(cls, n_draft, n_accept, width == 0 ? n_draft + 1 : width, t_verify, t_draft);
           },
           py::arg("cls"), py::arg("n_draft"), py::arg("n_accept"), py::arg("t_verify"),
-          py::arg("t_draft"))
+          py::arg("t_draft"), py::arg("width") = 0)
       .def(
           "choose",
           [](DraftPolicy& p, int cls) {

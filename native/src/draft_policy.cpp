@@ -51,7 +51,8 @@ void DraftPolicy::reset_costs(int k_limit) {
   accepted_.assign(static_cast<size_t>(kDraftClasses) * k_limit, 0.0);
 }
 
-void DraftPolicy::observe(int cls, int n_draft, int n_accept, double t_verify, double t_draft) {
+void DraftPolicy::observe(int cls, int n_draft, int n_accept, int width, double t_verify,
+                          double t_draft) {
   n_draft = std::min(n_draft, k_max_);
   if (cls >= 0 && n_draft > 0) {
     double* reached = reached_.data() + static_cast<size_t>(cls) * k_limit_;
@@ -66,8 +67,9 @@ void DraftPolicy::observe(int cls, int n_draft, int n_accept, double t_verify, d
       if (i < n_accept) accepted[i] += 1;
     }
   }
-  if (n_width_[n_draft + 1]++ == 0) return;  // a new shape's first forward: warm-up, not timed
-  double& t = t_width_[n_draft + 1];
+  if (width < 1 || width >= static_cast<int>(t_width_.size())) return;  // beyond k_limit + 1
+  if (n_width_[width]++ == 0) return;  // a new shape's first forward: warm-up, not timed
+  double& t = t_width_[width];
   const double sample = t == 0 ? t_verify : std::min(t_verify, kMaxJump * t);
   t = t == 0 ? sample : kTimeDecay * t + (1 - kTimeDecay) * sample;
   if (n_draft > 0) {

@@ -36,10 +36,10 @@ class DraftPolicy {
   void set_prior_draft_cost(double d) { prior_draft_cost_ = d; }
   // Forgets measured times too; draft lengths up to k_limit can then be tracked.
   void reset_costs(int k_limit);
-  // One step of draft class cls (-1: nothing was proposed): n_draft proposed, n_accept
-  // accepted, the verify forward of width n_draft + 1 took t_verify seconds, drafting took
-  // t_draft seconds.
-  void observe(int cls, int n_draft, int n_accept, double t_verify, double t_draft);
+  // One step of draft class cls (-1: nothing was proposed): n_draft proposed on the main chain,
+  // n_accept of them accepted, the verify forward of `width` rows (n_draft + 1 for a chain; a
+  // tree's extra branches widen it) took t_verify seconds, drafting took t_draft seconds.
+  void observe(int cls, int n_draft, int n_accept, int width, double t_verify, double t_draft);
   // Draft length for the next step of class cls, in [0, k_max]; every kExplore-th consecutive
   // k = 0 choice returns 1 so the acceptance estimate keeps learning.
   int choose(int cls);

@@ -16,6 +16,8 @@
 // up over the gap next time. Draft class: 0 for the head, the match length for a copy.
 // Draft length: a copy may run up to k (default 8, as prompt lookup); the head's chain stops at
 // kHeadDepth, at k, or once its confidence drops below draft_confidence, whichever comes first.
+// Tree (greedy, on a target that verifies trees): a copy step also drafts the head's chain as a
+// second branch, so the step keeps whichever of the two the target follows further.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -36,14 +38,16 @@ constexpr int kHeadDepth = 4;
 
 class EagleDrafter final : public Drafter {
  public:
-  EagleDrafter(std::unique_ptr<Model> head, std::vector<int32_t> token_map, int target_vocab)
+  EagleDrafter(std::unique_ptr<Model> head, std::vector<int32_t> token_map, int target_vocab,
+               bool tree_ok)
       : head_(std::move(head)),
         map_(std::move(token_map)),
         target_vocab_(target_vocab),
         h_(head_->hidden_size()),
         store_(static_cast<size_t>(head_->capacity()) * h_, 0.0f),
         q_draft_(head_->vocab(), 0.0f),
-        idx_(head_->vocab(), 0) {
+        idx_(head_->vocab(), 0),
+        tree_ok_(tree_ok) {
     if (head_->hidden() == nullptr || h_ <= 0) {
       throw std::invalid_argument("eagle head: hidden_states output and hidden_size are required");
     }
@@ -58,6 +62,7 @@ class EagleDrafter final : public Drafter {
   // positions 0..P-2 (all true).
   void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) override {
     greedy_ = cfg.temperature == 0.0f;
+    tree_ = tree_ok_ && greedy_ && cfg.draft_tree;
     params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
     rng_.reseed(cfg.seed ^ 0x9e3779b97f4a7c15ULL);  // a stream independent of the target's
     copy_min_ = cfg.copy_match;
@@ -81,32 +86,34 @@ class EagleDrafter final : public Drafter {
   }
 
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
-    const int len = static_cast<int>(committed.size());
     if (match_.found()) {
       out.has_q = false;  // a deterministic proposal: q is one-hot
-      out.n = match_.copy(committed, k, out.tokens.data());
+      out.set_chain(match_.copy(committed, k, out.tokens.data()));
+      if (tree_) {  // greedy: the head's chain as a second branch (q rows are not needed)
+        const int n = head_chain(committed, kHeadDepth, branch_, out);
+        out.add_branch(branch_, n);
+      }
       return out.n;
     }
-    const float* logits = catch_up(committed.data(), len);  // [vocab] of position L-2
     out.has_q = !greedy_;
-    k = std::min(k, kHeadDepth);
+    out.set_chain(head_chain(committed, std::min(k, kHeadDepth), out.tokens.data(), out));
+    return out.n;
+  }
+
+  // The head's chain after `committed`: up to k drafts into d[0..k) (their q rows into out when
+  // sampling), fewer once its confidence drops below min_confidence_. Returns the count.
+  int head_chain(const std::vector<int32_t>& committed, int k, int32_t* d, DraftOut& out) {
+    const float* logits = catch_up(committed.data(), static_cast<int>(committed.size()));
     double confidence = 1.0;  // the head's own probability that all drafts so far are right
     for (int i = 0; i < k; ++i) {
-      const int32_t d = choose(logits, i, out);
-      out.tokens[i] = d;
+      d[i] = choose(logits, i, out);
       confidence *= top_probability(logits);
-      if (i + 1 < k && confidence < min_confidence_) {  // later drafts would likely be wasted
-        out.n = i + 1;
-        return out.n;
-      }
-      if (i + 1 < k) {
-        // f^ of the latest row; forward() copies it into its features buffer before running.
-        const float* f_hat = head_->hidden() + static_cast<size_t>(head_->last_width() - 1) * h_;
-        logits = head_->forward(&d, 1, f_hat);
-      }
+      if (i + 1 == k || confidence < min_confidence_) return i + 1;  // later drafts: likely waste
+      // f^ of the latest row; forward() copies it into its features buffer before running.
+      const float* f_hat = head_->hidden() + static_cast<size_t>(head_->last_width() - 1) * h_;
+      logits = head_->forward(&d[i], 1, f_hat);
     }
-    out.n = k;
-    return k;
+    return 0;  // k == 0
   }
 
   void on_accept(int n_accept) override {
@@ -185,13 +192,18 @@ class EagleDrafter final : public Drafter {
   int copy_min_ = 3;         // copy path: shortest match that makes a lookup proposal (0 = never)
   int copy_max_ = 8;         // copy path: matches are counted up to this length (ngram_max)
   lookup::StepMatch match_;  // this step's copy match (draft_class -> propose)
+  int32_t branch_[kHeadDepth] = {};  // int32 [kHeadDepth]: the head's branch of a copy step
+  bool tree_ok_;                     // the target verifies trees (Model::has_tree)
+  bool tree_ = false;                // this generation drafts trees (tree_ok_ and greedy)
 };
 
 }  // namespace
 
 std::unique_ptr<Drafter> make_eagle_drafter(std::unique_ptr<Model> head,
-                                            std::vector<int32_t> token_map, int target_vocab) {
-  return std::make_unique<EagleDrafter>(std::move(head), std::move(token_map), target_vocab);
+                                            std::vector<int32_t> token_map, int target_vocab,
+                                            bool tree_ok) {
+  return std::make_unique<EagleDrafter>(std::move(head), std::move(token_map), target_vocab,
+                                        tree_ok);
 }
 
 }  // namespace edgespec

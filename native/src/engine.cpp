@@ -7,6 +7,9 @@
 // committed_before + n, which again excludes only the newest token.
 // Features (eagle head): with a head, every target forward also returns its hidden rows, which
 // the active drafter receives through on_target_features (positions of the forward's rows).
+// Trees (greedy, has_tree() targets): the verify forward checks every branch of a draft tree;
+// the accepted path's KV rows are then moved into place (Model::keep_rows) and its hidden rows
+// are what the drafter receives, as if the path alone had been verified as a chain.
 // Capacity: the committed sequence (prompt + generated) never exceeds capacity(); a step with k
 // drafts needs committed + k + 1 <= capacity, so k shrinks near the end and generation finishes
 // "length" when not even one more token fits.
@@ -172,6 +175,7 @@ struct Engine::Impl {
   int32_t select(const float* row);
   bool step();
   void verify(int n_draft, spec::Accept* accept);
+  void accept_tree(const float* logits, int n_draft, spec::Accept* accept);
   int next_k(int cls);
   bool commit(const int32_t* tokens, int n);
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
@@ -184,6 +188,10 @@ struct Engine::Impl {
   int capacity = 0;
   std::vector<int32_t> committed;  // int32 [capacity + 1] reserved: prompt + generated
   std::vector<int32_t> verify_in;  // int32 [kMaxDraftTokens + 1]: [last, d_1..d_k]
+  std::vector<int32_t> tree_in;    // int32 [kMaxDraftTokens + 1]: tree_parents of a tree verify
+  std::vector<int32_t> path;       // int32 [kMaxDraftTokens]: accepted drafts of a tree
+  std::vector<int32_t> kept;       // int32 [kMaxDraftTokens + 1]: verify rows kept (0 + path)
+  std::vector<float> path_hidden;  // float [(kMaxDraftTokens + 1) × H]: hidden rows of kept
   std::vector<float> p_rows;       // float [(kMaxDraftTokens + 1) × vocab]: processed target rows
   std::vector<float> scratch;      // float [vocab]: residual distribution
   std::vector<int32_t> idx;        // int32 [vocab]: process_logits scratch
@@ -229,6 +237,12 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
   if (eagle) eagle_policy.set_prior_draft_cost(weight_bytes_ratio(eagle_spec, target_spec));
   committed.reserve(static_cast<size_t>(capacity) + 1);
   verify_in.assign(kMaxDraftTokens + 1, 0);
+  tree_in.assign(kMaxDraftTokens + 1, -1);
+  path.assign(kMaxDraftTokens, 0);
+  kept.assign(kMaxDraftTokens + 1, 0);
+  if (target->hidden() != nullptr) {
+    path_hidden.assign(static_cast<size_t>(kMaxDraftTokens + 1) * target->hidden_size(), 0.0f);
+  }
   p_rows.assign(static_cast<size_t>(kMaxDraftTokens + 1) * vocab, 0.0f);
   scratch.assign(vocab, 0.0f);
   idx.assign(vocab, 0);
@@ -255,7 +269,8 @@ void Engine::Impl::open_eagle(const ModelSpec& eagle_spec, const ModelSpec& targ
                               const ProviderSpec& dp, bool shared) {
   auto head = std::make_unique<Model>(eagle_spec, dp, kMaxWidth, prefill_width(dp), shared);
   capacity = std::min(capacity, head->capacity());
-  eagle_drafter = make_eagle_drafter(std::move(head), eagle_spec.token_map, target_spec.vocab_size);
+  eagle_drafter = make_eagle_drafter(std::move(head), eagle_spec.token_map, target_spec.vocab_size,
+                                     target->has_tree());
 }
 
 // The cost-aware policy of a drafter (null: none).
@@ -366,8 +381,12 @@ bool Engine::Impl::step() {
   const int k = cls < 0 ? 0 : std::min({next_k(cls), room - 1, budget - 1});
   int n_draft = 0;
   double t_draft = 0;
+  draft_out.tree = false;
   if (k > 0) {
     const auto t = Clock::now();
+    // A tree's extra branches may widen the verify up to the capacity left.
+    const bool tree = target->has_tree() && cfg_->temperature == 0.0f && cfg_->draft_tree;
+    draft_out.max_n = tree ? std::min(kMaxDraftTokens, room - 1) : k;
     n_draft = drafter_->propose(committed, k, draft_out);
     t_draft = seconds_since(t);
     result_.stats.t_draft_s += t_draft;
@@ -379,8 +398,18 @@ bool Engine::Impl::step() {
   ++st.n_steps;
   st.n_draft += n_draft;
   st.n_accept += a.n_accept;
+  // A tree's path may run past k (capacity reserved for kMaxDraftTokens + 1: no allocation).
+  if (a.n_accept >= static_cast<int>(st.accept_hist.size())) st.accept_hist.resize(a.n_accept + 1);
   ++st.accept_hist[a.n_accept];
-  if (policy_ != nullptr) policy_->observe(cls, n_draft, a.n_accept, last_verify_s_, t_draft);
+  if (policy_ != nullptr) {
+    // The draft length k applies to the main chain: how far the target went along it.
+    const int n_chain = draft_out.tree ? draft_out.n_chain : n_draft;
+    int chain_accept = draft_out.tree ? 0 : a.n_accept;
+    while (chain_accept < a.n_accept && chain_accept < n_chain &&
+           path[chain_accept] == chain_accept)
+      ++chain_accept;
+    policy_->observe(cls, n_chain, chain_accept, n_draft + 1, last_verify_s_, t_draft);
+  }
   // The chunk is d_1..d_n followed by the correction/bonus token, in place in draft_out.
   draft_out.tokens[a.n_accept] = a.next;
   return !commit(draft_out.tokens.data(), a.n_accept + 1);
@@ -391,10 +420,14 @@ void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
   const int len = static_cast<int>(committed.size());
   verify_in[0] = committed.back();
   std::copy_n(draft_out.tokens.data(), n_draft, verify_in.data() + 1);
+  const bool tree = draft_out.tree && n_draft > 0;
+  if (tree) std::copy_n(draft_out.parent.data(), n_draft, tree_in.data() + 1);  // [0] = -1
   const auto t = Clock::now();
-  const float* logits = target->forward(verify_in.data(), n_draft + 1);  // [(k+1) × vocab]
+  const float* logits =  // [(k+1) × vocab]
+      target->forward(verify_in.data(), n_draft + 1, nullptr, tree ? tree_in.data() : nullptr);
   last_verify_s_ = seconds_since(t);
   result_.stats.t_verify_s += last_verify_s_;
+  if (tree) return accept_tree(logits, n_draft, accept);
   if (drafter_ != nullptr && target->hidden() != nullptr) {
     drafter_->on_target_features(len - 1, target->hidden(), n_draft + 1);
   }
@@ -412,6 +445,33 @@ void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
   }
   // KV keeps last + the accepted drafts; the correction/bonus token is the new "last".
   target->rewind_to(len + accept->n_accept);
+}
+
+// Greedy acceptance of a tree verify (logits: [(n_draft + 1) × vocab]): the accepted path's
+// tokens become draft_out.tokens[0..n_accept), its KV rows and hidden rows move into place.
+void Engine::Impl::accept_tree(const float* logits, int n_draft, spec::Accept* accept) {
+  if (cfg_->temperature != 0.0f) {
+    throw std::logic_error("a draft tree was proposed for sampled decoding");
+  }
+  int32_t* d = draft_out.tokens.data();
+  *accept =
+      spec::accept_greedy_tree(logits, vocab, d, draft_out.parent.data(), n_draft, path.data());
+  const int n = accept->n_accept;
+  kept[0] = 0;
+  for (int j = 0; j < n; ++j) {
+    kept[j + 1] = path[j] + 1;
+    d[j] = d[path[j]];  // in place: path[j] >= j, and later j read only later drafts
+  }
+  const int len = static_cast<int>(committed.size());
+  const float* hidden = target->hidden();
+  if (drafter_ != nullptr && hidden != nullptr) {
+    const size_t h = target->hidden_size();
+    for (int j = 0; j <= n; ++j) {
+      std::copy_n(hidden + kept[j] * h, h, path_hidden.data() + j * h);
+    }
+    drafter_->on_target_features(len - 1, path_hidden.data(), n + 1);
+  }
+  target->keep_rows(len - 1, kept.data(), n + 1);
 }
 
 // Draft length of the next step: the cost-aware choice (draft_policy.h) when adaptive, else

@@ -175,15 +175,19 @@ void Model::check_io() const {
   if (!spec_.logits_to_keep.empty()) {
     expect_io(inputs, spec_.logits_to_keep, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, "input", m);
   }
+  if (!spec_.tree_parents.empty()) {
+    expect_io(inputs, spec_.tree_parents, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, "input", m);
+  }
   const size_t bound = 3 + past_names_.size() + (spec_.features.empty() ? 0 : 1) +
-                       (spec_.logits_to_keep.empty() ? 0 : 1);
+                       (spec_.logits_to_keep.empty() ? 0 : 1) +
+                       (spec_.tree_parents.empty() ? 0 : 1);
   if (inputs.size() != bound) {
     std::string extra;
     for (const auto& kv : inputs) {
       const auto& p = past_names_;
       const bool known = kv.first == spec_.input_ids || kv.first == spec_.seqlens_k ||
                          kv.first == spec_.total_sequence_length || kv.first == spec_.features ||
-                         kv.first == spec_.logits_to_keep ||
+                         kv.first == spec_.logits_to_keep || kv.first == spec_.tree_parents ||
                          std::find(p.begin(), p.end(), kv.first) != p.end();
       if (!known) extra += (extra.empty() ? "" : ", ") + kv.first;
     }
@@ -252,6 +256,15 @@ void Model::create_io_values() {
           Ort::Value::CreateTensor<float>(cpu_info_, hidden_.data(), count, shape, 3));
     }
   }
+  if (!spec_.tree_parents.empty()) {
+    parents_.resize(widest);
+    for (int i = 0; i < widest; ++i) parents_[i] = i - 1;  // a chain
+    for (int w = 1; w <= widest; ++w) {
+      const int64_t shape[1] = {w};
+      parents_values_.push_back(
+          Ort::Value::CreateTensor<int32_t>(cpu_info_, parents_.data(), w, shape, 1));
+    }
+  }
   const int64_t seqlens_shape[1] = {1};
   seqlens_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, seqlens_k_, 1, seqlens_shape, 1);
   total_value_ = Ort::Value::CreateTensor<int32_t>(cpu_info_, total_len_, 1, nullptr, 0);
@@ -297,11 +310,13 @@ Ort::IoBinding Model::make_binding(int w, bool last_only) {
   binding.BindOutput(spec_.logits.c_str(), last_only ? last_logits_value_ : logits_values_[w - 1]);
   if (!features_.empty()) binding.BindInput(spec_.features.c_str(), features_values_[w - 1]);
   if (!hidden_.empty()) binding.BindOutput(spec_.hidden_states.c_str(), hidden_values_[w - 1]);
+  if (!parents_.empty()) binding.BindInput(spec_.tree_parents.c_str(), parents_values_[w - 1]);
   return binding;
 }
 
 // Writes the ids, the length scalars and the features of a width-n call into the bound buffers.
-void Model::write_inputs(const int32_t* tokens, int n, const float* features, bool last_only) {
+void Model::write_inputs(const int32_t* tokens, int n, const float* features,
+                         const int32_t* parents, bool last_only) {
   const int widest = last_only ? prefill_width_ : max_width_;
   if (n < 1 || n > widest || n_past_ + n > spec_.capacity) {
     throw std::runtime_error("Model::forward: width " + std::to_string(n) + " at n_past " +
@@ -313,7 +328,14 @@ void Model::write_inputs(const int32_t* tokens, int n, const float* features, bo
                              (features != nullptr ? "got features, the graph takes none"
                                                   : "needs features for '" + spec_.features + "'"));
   }
+  if (parents != nullptr && !has_tree()) {
+    throw std::runtime_error("model '" + spec_.path + "': a tree forward needs tree_parents and " +
+                             "the CPU provider (provider " + provider_ + ")");
+  }
   for (int i = 0; i < n; ++i) ids_[i] = tokens[i];
+  if (!parents_.empty()) {  // the op checks each parent; a chain unless told otherwise
+    for (int i = 0; i < n; ++i) parents_[i] = parents != nullptr ? parents[i] : i - 1;
+  }
   if (features != nullptr) {
     std::copy_n(features, static_cast<size_t>(n) * spec_.hidden_size, features_.data());
   }
@@ -322,19 +344,22 @@ void Model::write_inputs(const int32_t* tokens, int n, const float* features, bo
   keep_n_[0] = n;
 }
 
-const float* Model::forward(const int32_t* tokens, int n, const float* features) {
-  return run(tokens, n, features, false);
+const float* Model::forward(const int32_t* tokens, int n, const float* features,
+                            const int32_t* parents) {
+  return run(tokens, n, features, parents, false);
 }
 
 // One Run at width n; last_only (logits_to_keep graphs): logits of the last row only, in row 0.
-const float* Model::run(const int32_t* tokens, int n, const float* features, bool last_only) {
-  write_inputs(tokens, n, features, last_only);
+const float* Model::run(const int32_t* tokens, int n, const float* features, const int32_t* parents,
+                        bool last_only) {
+  write_inputs(tokens, n, features, parents, last_only);
   Ort::IoBinding& binding = last_only ? last_bindings_[n - 1] : bindings_[n - 1];
   if (on_device_) {
     // A device session copies CPU inputs at bind time: rebind the ones that changed.
     binding.BindInput(spec_.input_ids.c_str(), ids_values_[n - 1]);
     bind_small_inputs(binding, last_only);
     if (!features_.empty()) binding.BindInput(spec_.features.c_str(), features_values_[n - 1]);
+    if (!parents_.empty()) binding.BindInput(spec_.tree_parents.c_str(), parents_values_[n - 1]);
   }
   try {
     session_.Run(run_options_, binding);
@@ -364,7 +389,7 @@ const float* Model::prefill(const int32_t* tokens, int n, const std::atomic<bool
     const int pos = n_past_;
     const float* f =
         features != nullptr ? features + static_cast<size_t>(done) * spec_.hidden_size : nullptr;
-    logits = run(tokens + done, last_width, f, last_only);
+    logits = run(tokens + done, last_width, f, nullptr, last_only);
     if (on_hidden && !hidden_.empty()) on_hidden(pos, hidden_.data(), last_width);
   }
   return last_only ? logits : logits + static_cast<size_t>(last_width - 1) * spec_.vocab_size;
@@ -376,6 +401,32 @@ void Model::rewind_to(int n) {
                              std::to_string(n_past_));
   }
   n_past_ = n;
+}
+
+void Model::keep_rows(int base, const int32_t* rows, int n) {
+  bool ok = base >= 0 && n >= 0 && !on_device_;
+  for (int i = 0; i < n && ok; ++i) {
+    ok = rows[i] >= i && (i == 0 || rows[i] > rows[i - 1]) && base + rows[i] < n_past_;
+  }
+  if (!ok) {
+    throw std::runtime_error("Model::keep_rows: " + std::to_string(n) + " rows at base " +
+                             std::to_string(base) + " with n_past " + std::to_string(n_past_) +
+                             " (rows must increase, rows[i] >= i, on the CPU provider)");
+  }
+  const size_t elem = spec_.kv_dtype == "float16" ? 2 : 4;
+  const size_t row_bytes = elem * spec_.head_dim;
+  const size_t head_bytes = row_bytes * spec_.capacity;  // one head's [capacity, head_dim]
+  for (Ort::Value& buf : kv_) {                          // [1, num_kv_heads, capacity, head_dim]
+    auto* data = static_cast<char*>(buf.GetTensorMutableRawData());
+    for (int g = 0; g < spec_.num_kv_heads; ++g) {
+      char* head = data + g * head_bytes;
+      for (int i = 0; i < n; ++i) {
+        if (rows[i] == i) continue;
+        std::memcpy(head + (base + i) * row_bytes, head + (base + rows[i]) * row_bytes, row_bytes);
+      }
+    }
+  }
+  n_past_ = base + n;
 }
 
 }  // namespace edgespec

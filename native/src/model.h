@@ -36,7 +36,10 @@ class Model {
   // Runs tokens[0..n) at positions n_past()..n_past()+n-1 (1 <= n <= max_width(),
   // n_past() + n <= capacity()). Returns float logits [n × vocab()], valid until the next call.
   // features: float [n × hidden_size()] when the graph has a features input, else nullptr.
-  const float* forward(const int32_t* tokens, int n, const float* features = nullptr);
+  // parents: int32 [n], row i's parent row (-1 = the past; see attention_op.h) to verify a tree
+  // (needs has_tree()); nullptr = a chain.
+  const float* forward(const int32_t* tokens, int n, const float* features = nullptr,
+                       const int32_t* parents = nullptr);
   // Runs all n tokens in chunks of prefill_width(); returns the logits of the last one [vocab()].
   // Stops early (returning nullptr) when *cancel becomes true between chunks. features: float
   // [n × hidden_size()] or nullptr, as in forward(). on_hidden (when set and hidden states are
@@ -45,6 +48,10 @@ class Model {
                        const float* features = nullptr, const HiddenFn& on_hidden = nullptr);
   // Forgets every KV entry at positions >= n (0 <= n <= n_past()): a length change, no copy.
   void rewind_to(int n);
+  // After a tree forward at base: keeps the entries of rows[0..n) (increasing, rows[i] >= i,
+  // base + rows[i] < n_past()) as positions base..base+n-1 and forgets the rest. Copies only
+  // the rows that move (an accepted path's few rows, every layer); CPU only.
+  void keep_rows(int base, const int32_t* rows, int n);
 
   int n_past() const { return n_past_; }
   int capacity() const { return spec_.capacity; }
@@ -52,6 +59,8 @@ class Model {
   int max_width() const { return max_width_; }
   int prefill_width() const { return prefill_width_; }
   int hidden_size() const { return spec_.hidden_size; }
+  // Whether forward() can verify a tree (the graph takes tree_parents, and the KV is on the CPU).
+  bool has_tree() const { return !spec_.tree_parents.empty() && !on_device_; }
   // Hidden rows of the latest forward(), float [last_width() × hidden_size()], valid until the
   // next call; nullptr when the spec binds no hidden_states output.
   const float* hidden() const { return hidden_.empty() ? nullptr : hidden_.data(); }
@@ -65,8 +74,10 @@ class Model {
   void create_bindings();
   void bind_small_inputs(Ort::IoBinding& binding, bool last_only);
   Ort::IoBinding make_binding(int w, bool last_only);
-  void write_inputs(const int32_t* tokens, int n, const float* features, bool last_only);
-  const float* run(const int32_t* tokens, int n, const float* features, bool last_only);
+  void write_inputs(const int32_t* tokens, int n, const float* features, const int32_t* parents,
+                    bool last_only);
+  const float* run(const int32_t* tokens, int n, const float* features, const int32_t* parents,
+                   bool last_only);
 
   ModelSpec spec_;
   int max_width_;
@@ -95,6 +106,8 @@ class Model {
   std::vector<float> hidden_;                  // float [widest × hidden_size] (hidden_states)
   std::vector<Ort::Value> features_values_;    // [widest]: w → [1, w+1, hidden_size]
   std::vector<Ort::Value> hidden_values_;      // [widest]: w → [1, w+1, hidden_size]
+  std::vector<int32_t> parents_;               // int32 [widest]: tree_parents (i - 1: a chain)
+  std::vector<Ort::Value> parents_values_;     // [widest]: w → int32 [w+1] over parents_
   Ort::Value seqlens_value_{nullptr};          // int32 [1] over seqlens_k_
   Ort::Value total_value_{nullptr};            // int32 [] over total_len_
   int64_t keep_n_[1] = {0};                    // int64 [1]: logits_to_keep = n (all rows)

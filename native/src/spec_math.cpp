@@ -160,5 +160,24 @@ Accept accept_greedy(const float* logits, int n, const int32_t* draft, int k) {
   return a;  // unreachable
 }
 
+Accept accept_greedy_tree(const float* logits, int n, const int32_t* draft, const int32_t* parent,
+                          int k, int32_t* path) {
+  Accept a;
+  int row = 0;  // the verify row whose successor is being decided
+  for (;;) {
+    const int best = argmax(logits + static_cast<int64_t>(row) * n, n);
+    int child = -1;                               // the first draft below `row` with token best
+    for (int i = row; i < k && child < 0; ++i) {  // parent[i] <= i: children of row sit at >= row
+      if (parent[i] == row && draft[i] == best) child = i;
+    }
+    if (child < 0) {
+      a.next = best;
+      return a;
+    }
+    path[a.n_accept++] = child;
+    row = child + 1;
+  }
+}
+
 }  // namespace spec
 }  // namespace edgespec

@@ -54,6 +54,15 @@ struct Accept {
 // argmax of the first mismatching row, or of row k (the bonus) when all k are accepted.
 Accept accept_greedy(const float* logits, int n, const int32_t* draft, int k);
 
+// Greedy verification of a draft tree. Draft i (token draft[i]) hangs below verify row
+// parent[i] (0 = the last committed token, j = draft j - 1's row, so parent[i] <= i); row r
+// scores the token after row r. From row 0, follow the child whose token is argmax(row r)
+// (the first such child if several), until no child matches: next = argmax of that row.
+// path: int32 [>= k]; path[0..n_accept) gets the accepted drafts' indices, root to leaf.
+// A chain (parent[i] == i) gives accept_greedy's result.
+Accept accept_greedy_tree(const float* logits, int n, const int32_t* draft, const int32_t* parent,
+                          int k, int32_t* path);
+
 // Speculative sampling (Leviathan et al. 2023; Chen et al. 2023). For i = 1..k with
 // p = p_{i-1} (target row i-1) and q = q_i (the drafter's distribution for d_i):
 //   accept d_i with probability min(1, p(d_i) / q(d_i))   [u ~ U[0,1): accept iff u·q(d_i) <

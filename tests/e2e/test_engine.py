@@ -36,7 +36,8 @@ def model_spec(bundle: Path, role: str = "target") -> _native.ModelSpec:
     )
     for key in INPUT_KEYS:
         setattr(spec, key, m["inputs"][key])
-    spec.logits_to_keep = m["inputs"].get("logits_to_keep", "")  # optional input
+    spec.logits_to_keep = m["inputs"].get("logits_to_keep", "")  # optional inputs
+    spec.tree_parents = m["inputs"].get("tree_parents", "")
     for key in OUTPUT_KEYS:
         setattr(spec, key, m["outputs"][key])
     return spec

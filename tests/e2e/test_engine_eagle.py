@@ -137,14 +137,17 @@ def reference(eagle_bundle, prompts) -> list[list[int]]:
     return out
 
 
-def check_stats(r, prompt, k_max: int | None = None) -> None:
+def check_stats(r, prompt, k_max: int | None = None, tree: bool = True) -> None:
+    """`tree`: greedy copy steps may add the head's branch (HEAD_DEPTH more drafts)."""
     st = r.stats
     assert st.n_generated == len(r.tokens) and st.n_prompt == len(prompt)
     assert sum(st.accept_hist) == st.n_steps
     assert sum(j * c for j, c in enumerate(st.accept_hist)) == st.n_accept <= st.n_draft
     assert st.n_steps + st.n_accept == st.n_generated - 1  # one prefill token + 1 per step
     if k_max is not None:
-        assert st.n_draft <= k_max * st.n_steps and len(st.accept_hist) == k_max + 1
+        extra = HEAD_DEPTH if tree else 0
+        assert st.n_draft <= (k_max + extra) * st.n_steps
+        assert k_max + 1 <= len(st.accept_hist) <= k_max + 1 + extra
 
 
 # ---------------------------------------------------------------- losslessness
@@ -174,6 +177,7 @@ _ACCEPTED: dict[str, int] = {}
         dict(num_draft_tokens=3, adaptive=False),
         dict(num_draft_tokens=8),
         dict(num_draft_tokens=8, adaptive=False),
+        dict(num_draft_tokens=3, adaptive=False, draft_tree=False),
     ],
     ids=lambda e: "-".join(f"{k}={v}" for k, v in e.items()) or "default",
 )
@@ -182,7 +186,7 @@ def test_greedy_eagle_equals_plain(engine, prompts, reference, extra):
     for p, want in zip(prompts, reference, strict=True):
         r = engine.generate(p, config(drafter="eagle", **extra))
         assert list(r.tokens) == want, p
-        check_stats(r, p, extra.get("num_draft_tokens", 8))
+        check_stats(r, p, extra.get("num_draft_tokens", 8), extra.get("draft_tree", True))
         accepted += r.stats.n_accept
         drafted += r.stats.n_draft
     print(f"eagle {extra}: accepted {accepted}/{drafted}")
@@ -229,13 +233,32 @@ def lookup_copy(seq: list[int], k: int, n: int = 3, n_max: int = 8) -> list[int]
 HEAD_DEPTH = 4  # drafter_eagle.cpp kHeadDepth: the head's longest chain (a copy may be longer)
 
 
+def tree_of(branches: list[list[int]]) -> tuple[list[int], list[int]]:
+    """(tokens, parents) of the trie of chains from the root, in insertion order: draft i hangs
+    below verify row parents[i] (0 = the last committed token, j = draft j - 1)."""
+    tokens: list[int] = []
+    parents: list[int] = []
+    for branch in branches:
+        row = 0
+        for t in branch:
+            child = next((i for i in range(len(tokens)) if (parents[i], tokens[i]) == (row, t)), -1)
+            if child < 0:
+                tokens.append(t)
+                parents.append(row)
+                child = len(tokens) - 1
+            row = child + 1
+    return tokens, parents
+
+
 def simulate_greedy_eagle(
-    bundle: Path, prompt: list[int], k: int, max_new: int = 40, copy_n: int = 3
+    bundle: Path, prompt: list[int], k: int, max_new: int = 40, copy_n: int = 3, tree: bool = True
 ):
-    """(tokens, accept_hist) of greedy drafter "eagle" with a fixed k, re-implemented in Python
+    """(tokens, accept_hist, steps whose path left the main chain) of greedy drafter "eagle"
+    with a fixed k, re-implemented in Python
     over the exported graphs (edgespec.export.verify) with the engine's call pattern: 64-token
     chunks, head catch-up over m..L-2 with TRUE features, drafts fed with the head's own
-    features, only the accepted rows of a verify kept as true features."""
+    features, only the accepted rows of a verify kept as true features. `tree` (targets with
+    tree_parents): a copy step adds the head's chain as a second branch of one verify."""
     from edgespec.export.verify import SharedKVDecoder
 
     models = json.loads((bundle / "edgespec.json").read_text())["models"]
@@ -253,6 +276,19 @@ def simulate_greedy_eagle(
                 feats[pos + s : pos + s + len(hid)] = hid
         return logits, hid
 
+    tree = tree and "tree_parents" in models["target"]["inputs"]
+
+    def head_chain(n_len: int, depth: int) -> list[int]:
+        nonlocal m
+        logits, hid = run(head, seq[m + 1 : n_len], m, feats[m : n_len - 1])
+        m = n_len - 1
+        chain: list[int] = []
+        for i in range(depth):
+            chain.append(int(token_map[np.argmax(logits[-1])]))
+            if i + 1 < depth:
+                logits, hid = head.forward([chain[-1]], m + i, True, hid[-1:])
+        return chain
+
     seq = list(prompt)
     logits, _ = run(target, seq, 0)
     seq.append(int(np.argmax(logits[-1])))
@@ -261,57 +297,73 @@ def simulate_greedy_eagle(
         run(head, seq[1:p_len], 0, feats[: p_len - 1])
         m = p_len - 1
     hist = [0] * (k + 1)
+    off_chain = 0  # steps whose accepted path left the main chain (a tree's other branch)
     while len(seq) - p_len < max_new:
         n_len = len(seq)
         kk = min(k, cap - n_len - 1, max_new - (n_len - p_len) - 1)
         drafts: list[int] = []
         copy = lookup_copy(seq, kk, copy_n) if kk > 0 else []
-        if copy:  # the copy path: the head is not run, it catches up later
-            drafts = copy
-        elif kk > 0:
-            logits, hid = run(head, seq[m + 1 : n_len], m, feats[m : n_len - 1])
-            m = n_len - 1
-            depth = min(kk, HEAD_DEPTH)
-            for i in range(depth):
-                drafts.append(int(token_map[np.argmax(logits[-1])]))
-                if i + 1 < depth:
-                    logits, hid = head.forward([drafts[-1]], m + i, True, hid[-1:])
-        logits, hid = target.forward([seq[-1], *drafts], n_len - 1, hidden=True)
-        n = 0
-        while n < len(drafts) and drafts[n] == int(np.argmax(logits[n])):
-            n += 1
-        feats[n_len - 1 : n_len + n] = hid[: n + 1]  # the accepted rows only
-        seq += [*drafts[:n], int(np.argmax(logits[n]))]
+        branches = [copy] if copy else [head_chain(n_len, min(kk, HEAD_DEPTH))] if kk > 0 else []
+        if copy and tree:  # the head's chain as a second branch, within the capacity
+            branches.append(head_chain(n_len, HEAD_DEPTH))
+        drafts, parents = tree_of(branches)
+        drafts, parents = drafts[: cap - n_len - 1], parents[: cap - n_len - 1]
+        logits, hid = target.forward(
+            [seq[-1], *drafts], n_len - 1, hidden=True, parents=[-1, *parents] if tree else None
+        )
+        path, row = [], 0  # walk the tree: the child holding the target's argmax
+        while True:
+            best = int(np.argmax(logits[row]))
+            child = [i for i in range(len(drafts)) if (parents[i], drafts[i]) == (row, best)]
+            if not child:
+                break
+            path.append(child[0])
+            row = child[0] + 1
+        n = len(path)
+        off_chain += any(i >= len(branches[0]) for i in path)
+        kept = [0] + [i + 1 for i in path]
+        if tree:
+            target.keep_rows(n_len - 1, kept)
+        feats[n_len - 1 : n_len + n] = hid[kept]  # the accepted rows only
+        seq += [drafts[i] for i in path] + [best]
+        hist += [0] * (n + 1 - len(hist))
         hist[n] += 1
-    return seq[p_len:], hist
+    return seq[p_len:], hist, off_chain
 
 
-@pytest.mark.parametrize("copy_n", [3, 0])  # the copy path on (copy_match 3) and off
+# the copy path on (copy_match 3) with and without the head's branch (a tree), and off
+@pytest.mark.parametrize(("copy_n", "tree"), [(3, True), (3, False), (0, True)])
 @pytest.mark.parametrize("k", [1, 3, 8])
 @pytest.mark.parametrize("which", ["tiny", "peaked"])
 def test_engine_matches_a_python_reference_head(
-    engine, eagle_bundle, peaked, prompts, which, k, copy_n
+    engine, eagle_bundle, peaked, prompts, which, k, copy_n, tree
 ):
     """Same tokens AND the same accept histogram as the Python re-implementation: the engine
     feeds the head the right features at the right positions (on the peaked target, steps
-    accept several drafts, so the head's own features are exercised too)."""
+    accept several drafts, so the head's own features are exercised too), with and without the
+    head's branch on copy steps (a tree verify)."""
     pytest.importorskip("onnxruntime")
     bundle, eng = (eagle_bundle, engine) if which == "tiny" else peaked[:2]
-    deep = 0
+    deep = off_chain = 0
     for i in range(0, len(prompts), 1 if which == "peaked" else 3):
-        want, hist = simulate_greedy_eagle(bundle, prompts[i], k, copy_n=copy_n)
+        want, hist, off = simulate_greedy_eagle(bundle, prompts[i], k, copy_n=copy_n, tree=tree)
         cfg = config(
             drafter="eagle",
             num_draft_tokens=k,
             adaptive=False,
             copy_match=copy_n,
             draft_confidence=0,
+            draft_tree=tree,
         )
         r = eng.generate(prompts[i], cfg)
         assert list(r.tokens) == want and list(r.stats.accept_hist) == hist, (i, hist)
         deep += sum(hist[2:])
+        off_chain += off
+    print(f"{which} k={k} copy={copy_n} tree={tree}: {off_chain} steps off the main chain")
     if which == "peaked" and k > 1:
         assert deep > 0, "no step accepted two drafts: the predicted-feature path is untested"
+    if which == "peaked" and tree and copy_n and k < 8:
+        assert off_chain > 0, "no accepted path left the copy: the tree verify is untested"
 
 
 def test_drafters_interleaved_on_one_engine(engine, prompts, reference):

@@ -55,6 +55,7 @@ def test_graph_returns_the_last_k_rows(tiny_bundle):
         "input_ids": np.array([[5, 9, 31, 7, 100]], np.int64),  # [1, 5]
         "seqlens_k": np.array([4], np.int32),
         "total_sequence_length": np.array(5, np.int32),
+        "tree_parents": np.arange(-1, 4, dtype=np.int32),  # [5]: a chain
     }
     for i in range(m["num_layers"]):
         feeds[f"past_key_values.{i}.key"] = kv

@@ -51,7 +51,7 @@ def test_tiny_bundle_manifest(tiny_bundle, tiny_tokenizer_json):
     from tokenizers import Tokenizer
 
     m = manifest(tiny_bundle)
-    assert (m["format"], m["format_version"]) == ("edgespec-bundle", 2)  # 2: ai.edgespec ops
+    assert (m["format"], m["format_version"]) == ("edgespec-bundle", 3)  # ai.edgespec, trees
     assert m["created_by"].startswith("edgespec ")
     t = m["models"]["target"]
     assert set(t) == MODEL_KEYS and "draft" not in m["models"]
@@ -137,9 +137,9 @@ def _attention_domains(bundle: Path, role: str = "target") -> set[str]:
 @pytest.mark.parametrize(
     ("argv", "attention", "domain", "version"),
     [
-        ([], "edgespec", "ai.edgespec", 2),  # auto: the CPU op for float32 activations
+        ([], "edgespec", "ai.edgespec", 3),  # auto: the CPU op for float32 activations
         (["--attention", "gqa"], "gqa", "com.microsoft", 1),  # readable by format-1 runtimes
-        (["--precision", "int4"], "edgespec", "ai.edgespec", 2),
+        (["--precision", "int4"], "edgespec", "ai.edgespec", 3),
         (["--precision", "fp16"], "gqa", "com.microsoft", 1),  # auto: fp16 is a GPU precision
     ],
 )
@@ -149,6 +149,9 @@ def test_attention_choice(tmp_path, tiny_hf_dir, argv, attention, domain, versio
     m = manifest(out)
     assert (m["models"]["target"]["attention"], m["format_version"]) == (attention, version)
     assert _attention_domains(out) == {domain}
+    # only our op verifies trees: its graphs take tree_parents, and the manifest names it
+    inputs = m["models"]["target"]["inputs"]
+    assert inputs.get("tree_parents") == ("tree_parents" if attention == "edgespec" else None)
 
 
 def test_edgespec_attention_is_float32_only(tmp_path, tiny_hf_dir):

@@ -91,6 +91,8 @@ def _prefill_logits(bundle: Path, providers: list[str], ids: list[int]) -> np.nd
     }
     if m["inputs"].get("logits_to_keep"):
         feeds[m["inputs"]["logits_to_keep"]] = np.array([len(ids)], np.int64)  # [1]
+    if m["inputs"].get("tree_parents"):
+        feeds[m["inputs"]["tree_parents"]] = np.arange(-1, len(ids) - 1, dtype=np.int32)  # chain
     for name in (i.name for i in sess.get_inputs()):
         if name not in feeds:
             feeds[name] = kv  # every past key/value: [1, kv_heads, capacity, head_dim]

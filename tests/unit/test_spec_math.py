@@ -393,6 +393,72 @@ def test_accept_greedy_matches_reference(data, vocab, k):
     assert got == ref_greedy(logits, draft)
 
 
+def ref_greedy_tree(logits, draft, parent):
+    """Walk the tree from row 0: the child of the current row holding its argmax, if any."""
+    children = {}
+    for i, p in enumerate(parent):
+        children.setdefault(p, []).append(i)
+    path, row = [], 0
+    while True:
+        best = int(np.argmax(logits[row]))
+        match = [i for i in children.get(row, []) if draft[i] == best]
+        if not match:
+            return len(path), best, path
+        path.append(match[0])
+        row = match[0] + 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), vocab=st.integers(1, 6), k=st.integers(0, 10))
+def test_accept_greedy_tree_matches_reference(data, vocab, k):
+    logits = data.draw(
+        hnp.arrays(np.float32, (k + 1, vocab), elements=st.integers(-3, 3).map(float))
+    )
+    parent = [data.draw(st.integers(0, i)) for i in range(k)]
+    draft = data.draw(st.lists(st.integers(0, vocab - 1), min_size=k, max_size=k))
+    for i in range(k):  # bias towards the argmax of the parent row: deep paths occur
+        if data.draw(st.booleans()):
+            draft[i] = int(np.argmax(logits[parent[i]]))
+    got = spec.accept_greedy_tree(logits, np.array(draft, np.int32), np.array(parent, np.int32))
+    assert got == ref_greedy_tree(logits, draft, parent)
+    # the accepted path is a chain of the tree whose tokens the target itself would pick
+    n, _, path = got
+    assert [parent[i] for i in path] == ([0] + [i + 1 for i in path[:-1]] if n else [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), vocab=st.integers(1, 10), k=st.integers(0, 6))
+def test_a_chain_tree_is_accept_greedy(data, vocab, k):
+    logits = data.draw(
+        hnp.arrays(np.float32, (k + 1, vocab), elements=st.integers(-3, 3).map(float))
+    )
+    draft = [int(np.argmax(logits[i])) if data.draw(st.booleans()) else 0 for i in range(k)]
+    n, nxt, path = spec.accept_greedy_tree(
+        logits, np.array(draft, np.int32), np.arange(k, dtype=np.int32)
+    )
+    assert (n, nxt) == spec.accept_greedy(logits, np.array(draft, np.int32))
+    assert path == list(range(n))
+
+
+def test_accept_greedy_tree_cases():
+    rows = f32(np.eye(6)[[2, 4, 1, 5, 3]])  # argmax per row: 2, 4, 1, 5, 3
+    # root -> {3 (row 1), 2 (row 2)}; row 2 -> {1 (row 3)}; row 3 -> {0 (row 4)}
+    draft, parent = np.array([3, 2, 1, 0], np.int32), np.array([0, 0, 2, 3], np.int32)
+    assert spec.accept_greedy_tree(rows, draft, parent) == (2, 5, [1, 2])
+    # the first matching sibling wins
+    same = np.array([2, 2, 1, 0], np.int32)
+    assert spec.accept_greedy_tree(rows, same, parent)[2] == [0]
+
+
+@pytest.mark.parametrize("parent", [[1], [0, 2], [-1]])
+def test_accept_greedy_tree_checks_parents(parent):
+    k = len(parent)
+    with pytest.raises(ValueError):
+        spec.accept_greedy_tree(
+            f32(np.zeros((k + 1, 4))), np.zeros(k, np.int32), np.array(parent, np.int32)
+        )
+
+
 # ---- cost-aware draft length (native/src/draft_policy.h) ----------------------------------------
 
 

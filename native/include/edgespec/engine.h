@@ -31,6 +31,9 @@ struct ModelSpec {
   std::string logits = "logits";   // [1, n, vocab_size] ([1, k, vocab_size] with logits_to_keep)
   std::string logits_to_keep;      // input int64 [1]: logits of the last k rows only ("" = the
                                    // graph returns all n rows); prefill asks for 1
+  std::string tree_parents;        // input int32 [n]: each row's parent row, -1 = the past ("" =
+                                   // the graph verifies chains only); bound as a chain except
+                                   // for a tree verify (Model::forward)
   int hidden_size = 0;             // feature width H (needed when features or hidden_states is set)
   std::string features;            // input float32 [1, n, hidden_size] ("" = the graph has none)
   std::string hidden_states;       // output float32 [1, n, hidden_size] ("" = not bound)
@@ -67,6 +70,8 @@ struct GenConfig {
   float draft_confidence = 0.3f;  // drafter "eagle": stop drafting once the product of the head's
                                   // top-token probabilities falls below this (0 = never): its
                                   // confidence tracks acceptance (EAGLE-2)
+  bool draft_tree = true;         // greedy, on a target that verifies trees (tree_parents): drafter
+                                  // "eagle" adds the head's chain as a second branch to a copy
   std::vector<int32_t> eos_ids;   // generation ends after committing one of these
 };
 
