@@ -192,14 +192,17 @@ void bind_results(py::module_& m) {
       .def_readonly("n_draft", &GenStats::n_draft)
       .def_readonly("n_accept", &GenStats::n_accept)
       .def_readonly("accept_hist", &GenStats::accept_hist)
+      .def_readonly("n_tree", &GenStats::n_tree)
+      .def_readonly("n_off_chain", &GenStats::n_off_chain)
       .def_readonly("t_prefill_s", &GenStats::t_prefill_s)
       .def_readonly("t_draft_s", &GenStats::t_draft_s)
       .def_readonly("t_verify_s", &GenStats::t_verify_s)
       .def_readonly("t_total_s", &GenStats::t_total_s)
       .def_readonly("t_first_token_s", &GenStats::t_first_token_s);
-  add_repr(stats, "GenStats",
-           {"n_prompt", "n_generated", "n_steps", "n_draft", "n_accept", "accept_hist",
-            "t_prefill_s", "t_draft_s", "t_verify_s", "t_total_s", "t_first_token_s"});
+  add_repr(
+      stats, "GenStats",
+      {"n_prompt", "n_generated", "n_steps", "n_draft", "n_accept", "accept_hist", "n_tree",
+       "n_off_chain", "t_prefill_s", "t_draft_s", "t_verify_s", "t_total_s", "t_first_token_s"});
 
   py::class_<GenResult> result(m, "GenResult", "Committed tokens, finish reason and stats.");
   result.def_readonly("tokens", &GenResult::tokens)

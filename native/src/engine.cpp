@@ -401,13 +401,16 @@ bool Engine::Impl::step() {
   // A tree's path may run past k (capacity reserved for kMaxDraftTokens + 1: no allocation).
   if (a.n_accept >= static_cast<int>(st.accept_hist.size())) st.accept_hist.resize(a.n_accept + 1);
   ++st.accept_hist[a.n_accept];
+  // The draft length k applies to the main chain: how far the target went along it.
+  const int n_chain = draft_out.tree ? draft_out.n_chain : n_draft;
+  int chain_accept = draft_out.tree ? 0 : a.n_accept;
+  while (chain_accept < a.n_accept && chain_accept < n_chain && path[chain_accept] == chain_accept)
+    ++chain_accept;
+  if (draft_out.tree) {
+    ++st.n_tree;
+    st.n_off_chain += chain_accept < a.n_accept;
+  }
   if (policy_ != nullptr) {
-    // The draft length k applies to the main chain: how far the target went along it.
-    const int n_chain = draft_out.tree ? draft_out.n_chain : n_draft;
-    int chain_accept = draft_out.tree ? 0 : a.n_accept;
-    while (chain_accept < a.n_accept && chain_accept < n_chain &&
-           path[chain_accept] == chain_accept)
-      ++chain_accept;
     policy_->observe(cls, n_chain, chain_accept, n_draft + 1, last_verify_s_, t_draft);
   }
   // The chunk is d_1..d_n followed by the correction/bonus token, in place in draft_out.

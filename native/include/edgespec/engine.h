@@ -82,6 +82,8 @@ struct GenStats {
   int n_draft = 0;               // tokens proposed by the drafter
   int n_accept = 0;              // proposed tokens accepted
   std::vector<int> accept_hist;  // accept_hist[j] = steps that accepted exactly j drafts
+  int n_tree = 0;                // steps that verified a draft tree (GenConfig.draft_tree)
+  int n_off_chain = 0;           // tree steps whose accepted path left the main chain
   double t_prefill_s = 0;        // prefill (target + drafter) wall time
   double t_draft_s = 0;          // time in drafter propose / catch-up
   double t_verify_s = 0;         // time in target forward (verify) calls
