@@ -62,7 +62,7 @@ class GenConfig:
     ngram_min: int
     copy_match: int
     draft_confidence: float
-    draft_tree: bool
+    sibling_min: float
     eos_ids: list[int]
     def __init__(self, **kwargs: Any) -> None: ...
 

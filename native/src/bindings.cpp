@@ -176,12 +176,12 @@ void bind_specs(py::module_& m) {
       .def_readwrite("ngram_min", &GenConfig::ngram_min)
       .def_readwrite("copy_match", &GenConfig::copy_match)
       .def_readwrite("draft_confidence", &GenConfig::draft_confidence)
-      .def_readwrite("draft_tree", &GenConfig::draft_tree)
+      .def_readwrite("sibling_min", &GenConfig::sibling_min)
       .def_readwrite("eos_ids", &GenConfig::eos_ids);
   add_repr(cfg, "GenConfig",
            {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter",
             "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "copy_match",
-            "draft_confidence", "draft_tree", "eos_ids"});
+            "draft_confidence", "sibling_min", "eos_ids"});
 }
 
 void bind_results(py::module_& m) {

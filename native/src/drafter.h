@@ -17,7 +17,7 @@ class Model;
 // verification only, on a target with has_tree()) a tree: draft i hangs below verify row
 // parent[i] (0 = the last committed token, j = draft j - 1), and the target checks every branch
 // in one forward (spec::accept_greedy_tree). Drafts 0..n_chain-1 are always a chain from the
-// root (the branch the draft length k applies to); the rest are extra branches.
+// root (the branch the draft length k applies to); the rest hang off it.
 struct DraftOut {
   std::vector<int32_t> tokens;  // int32 [k_max]: proposed tokens d_1..d_n
   std::vector<int32_t> parent;  // int32 [k_max]: verify row of each draft's parent (tree only)
@@ -26,7 +26,7 @@ struct DraftOut {
   int n_chain = 0;              // drafts 0..n_chain-1 form the main chain (== n without a tree)
   int max_n = 0;                // most drafts a tree may hold (set by the engine: width, capacity)
   bool has_q = false;           // false: q is one-hot on tokens (deterministic proposal)
-  bool tree = false;            // parent[] holds a tree (set by add_branch)
+  bool tree = false;            // parent[] holds a tree (set by add_leaf)
 
   void reserve(int k_max, int vocab, bool stochastic) {
     tokens.assign(k_max, 0);
@@ -39,26 +39,13 @@ struct DraftOut {
     for (int i = 0; i < n; ++i) parent[i] = i;
     tree = false;
   }
-  // Adds the chain b[0..len) from the root, sharing the drafts it repeats (a trie: no two
-  // children of a row hold one token), while n < max_n. Returns the drafts added.
-  int add_branch(const int32_t* b, int len) {
-    const int before = n;
-    int row = 0;  // verify row the next token hangs below
-    for (int j = 0; j < len; ++j) {
-      int child = -1;
-      for (int i = row; i < n && child < 0; ++i) {  // children of row r are drafts >= r
-        if (parent[i] == row && tokens[i] == b[j]) child = i;
-      }
-      if (child < 0) {
-        if (n >= max_n) break;
-        child = n++;
-        tokens[child] = b[j];
-        parent[child] = row;
-        tree = tree || row != child;
-      }
-      row = child + 1;
-    }
-    return n - before;
+  // Adds a draft below verify row `row` (<= n; the caller keeps n < max_n): a leaf, e.g. a
+  // sibling of draft `row` (drafts i hang below row i in a chain).
+  void add_leaf(int row, int32_t token) {
+    tokens[n] = token;
+    parent[n] = row;
+    tree = tree || row != n;
+    ++n;
   }
 };
 
@@ -97,7 +84,7 @@ std::unique_ptr<Drafter> make_ngram_drafter();
 std::unique_ptr<Drafter> make_model_drafter(std::unique_ptr<Model> draft);
 // A feature-level draft head (docs/bundle-format.md, models.eagle) drafting from the target's
 // hidden states. token_map: int32 [head vocab], draft id -> target id (validated by the engine).
-// tree_ok: the target verifies trees (Model::has_tree), so greedy copy steps add a head branch.
+// tree_ok: the target verifies trees (Model::has_tree): greedy head steps may add siblings.
 std::unique_ptr<Drafter> make_eagle_drafter(std::unique_ptr<Model> head,
                                             std::vector<int32_t> token_map, int target_vocab,
                                             bool tree_ok);

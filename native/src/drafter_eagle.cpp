@@ -16,10 +16,14 @@
 // up over the gap next time. Draft class: 0 for the head, the match length for a copy.
 // Draft length: a copy may run up to k (default 8, as prompt lookup); the head's chain stops at
 // kHeadDepth, at k, or once its confidence drops below draft_confidence, whichever comes first.
-// Tree (greedy, on a target that verifies trees): a copy step also drafts the head's chain as a
-// second branch, so the step keeps whichever of the two the target follows further.
+// Siblings (greedy, on a target that verifies trees, GenConfig.sibling_min > 0): at each depth i
+// of the head's chain, its second choice s_i joins the verify as a leaf beside d_i when the
+// head's own probability of reaching depth i and picking s_i, prod_{j<i} p1_j * p2_i, is at least
+// sibling_min; the target keeps whichever of the two it agrees with. A one-level-wide EAGLE-2
+// tree: a verify row costs ~0.05 of a step on a 2-core CPU, so only likely siblings pay.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -62,7 +66,8 @@ class EagleDrafter final : public Drafter {
   // positions 0..P-2 (all true).
   void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) override {
     greedy_ = cfg.temperature == 0.0f;
-    tree_ = tree_ok_ && greedy_ && cfg.draft_tree;
+    sibling_min_ = cfg.sibling_min;
+    tree_ = tree_ok_ && greedy_ && sibling_min_ > 0;
     params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
     rng_.reseed(cfg.seed ^ 0x9e3779b97f4a7c15ULL);  // a stream independent of the target's
     copy_min_ = cfg.copy_match;
@@ -89,14 +94,13 @@ class EagleDrafter final : public Drafter {
     if (match_.found()) {
       out.has_q = false;  // a deterministic proposal: q is one-hot
       out.set_chain(match_.copy(committed, k, out.tokens.data()));
-      if (tree_) {  // greedy: the head's chain as a second branch (q rows are not needed)
-        const int n = head_chain(committed, kHeadDepth, branch_, out);
-        out.add_branch(branch_, n);
-      }
       return out.n;
     }
     out.has_q = !greedy_;
     out.set_chain(head_chain(committed, std::min(k, kHeadDepth), out.tokens.data(), out));
+    for (int i = 0; tree_ && i < out.n_chain && out.n < out.max_n; ++i) {
+      if (sibling_p_[i] >= sibling_min_) out.add_leaf(i, sibling_[i]);  // beside d_i: row i
+    }
     return out.n;
   }
 
@@ -107,7 +111,10 @@ class EagleDrafter final : public Drafter {
     double confidence = 1.0;  // the head's own probability that all drafts so far are right
     for (int i = 0; i < k; ++i) {
       d[i] = choose(logits, i, out);
-      confidence *= top_probability(logits);
+      const TopTwo t = top_two(logits);
+      sibling_[i] = map_[t.second];
+      sibling_p_[i] = confidence * t.p2;  // reach depth i, then pick the second choice
+      confidence *= t.p1;
       if (i + 1 == k || confidence < min_confidence_) return i + 1;  // later drafts: likely waste
       // f^ of the latest row; forward() copies it into its features buffer before running.
       const float* f_hat = head_->hidden() + static_cast<size_t>(head_->last_width() - 1) * h_;
@@ -153,13 +160,27 @@ class EagleDrafter final : public Drafter {
     return row;
   }
 
-  // max_v softmax(row)_v over the draft vocabulary: the head's confidence in its top token.
-  float top_probability(const float* row) const {
+  // The head's two most likely tokens under softmax(row) over the draft vocabulary: p1 of the
+  // argmax (its confidence), `second` (the largest other logit, the lowest id on ties) and p2.
+  struct TopTwo {
+    float p1 = 1;
+    int second = 0;  // draft id (the argmax itself for a one-token vocabulary)
+    double p2 = 0;
+  };
+  TopTwo top_two(const float* row) const {
     const int dv = head_->vocab();
-    const float top = row[spec::argmax(row, dv)];
+    const int first = spec::argmax(row, dv);
+    const float top = row[first];
+    TopTwo t;
+    t.second = first == 0 && dv > 1 ? 1 : 0;
     double sum = 0;
-    for (int v = 0; v < dv; ++v) sum += std::exp(static_cast<double>(row[v] - top));
-    return static_cast<float>(1.0 / sum);
+    for (int v = 0; v < dv; ++v) {
+      sum += std::exp(static_cast<double>(row[v] - top));
+      if (v != first && row[v] > row[t.second]) t.second = v;
+    }
+    t.p1 = static_cast<float>(1.0 / sum);
+    t.p2 = dv > 1 ? std::exp(static_cast<double>(row[t.second] - top)) / sum : 0.0;
+    return t;
   }
 
   // d_i from a draft-vocabulary logits row: argmax (greedy), or a sample of q_i, the processed
@@ -189,12 +210,14 @@ class EagleDrafter final : public Drafter {
   int n_true_ = 0;               // store rows 0..n_true_-1 are true features
   int verify_pos_ = 0;           // first position of the latest on_target_features()
   int m_ = 0;                    // head KV positions computed from true features
-  int copy_min_ = 3;         // copy path: shortest match that makes a lookup proposal (0 = never)
-  int copy_max_ = 8;         // copy path: matches are counted up to this length (ngram_max)
-  lookup::StepMatch match_;  // this step's copy match (draft_class -> propose)
-  int32_t branch_[kHeadDepth] = {};  // int32 [kHeadDepth]: the head's branch of a copy step
-  bool tree_ok_;                     // the target verifies trees (Model::has_tree)
-  bool tree_ = false;                // this generation drafts trees (tree_ok_ and greedy)
+  int copy_min_ = 3;          // copy path: shortest match that makes a lookup proposal (0 = never)
+  int copy_max_ = 8;          // copy path: matches are counted up to this length (ngram_max)
+  lookup::StepMatch match_;   // this step's copy match (draft_class -> propose)
+  bool tree_ok_;              // the target verifies trees (Model::has_tree)
+  bool tree_ = false;         // this generation may draft siblings (tree_ok_, greedy, > 0)
+  double sibling_min_ = 0.2;  // GenConfig.sibling_min
+  int32_t sibling_[kHeadDepth];   // int32 [kHeadDepth]: the head's second choice per depth
+  double sibling_p_[kHeadDepth];  // [kHeadDepth]: its probability of being the path (head's)
 };
 
 }  // namespace

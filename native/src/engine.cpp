@@ -77,6 +77,8 @@ void validate_config(const GenConfig& cfg, bool has_draft, bool has_eagle) {
   if (cfg.copy_match < 0) fail("copy_match must be >= 0, got " + num(cfg.copy_match));
   if (!(cfg.draft_confidence >= 0.0f && cfg.draft_confidence <= 1.0f))
     fail("draft_confidence must be in [0, 1], got " + num(cfg.draft_confidence));
+  if (!(cfg.sibling_min >= 0.0f && cfg.sibling_min <= 1.0f))
+    fail("sibling_min must be in [0, 1], got " + num(cfg.sibling_min));
   const std::string& d = cfg.drafter;
   if (d != "none" && d != "ngram" && d != "model" && d != "eagle") {
     fail("unknown drafter '" + d + "' (expected 'none', 'ngram', 'model' or 'eagle')");
@@ -385,7 +387,7 @@ bool Engine::Impl::step() {
   if (k > 0) {
     const auto t = Clock::now();
     // A tree's extra branches may widen the verify up to the capacity left.
-    const bool tree = target->has_tree() && cfg_->temperature == 0.0f && cfg_->draft_tree;
+    const bool tree = target->has_tree() && cfg_->temperature == 0.0f && cfg_->sibling_min > 0;
     draft_out.max_n = tree ? std::min(kMaxDraftTokens, room - 1) : k;
     n_draft = drafter_->propose(committed, k, draft_out);
     t_draft = seconds_since(t);

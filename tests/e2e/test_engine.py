@@ -385,6 +385,8 @@ def test_concurrent_engines_in_threads(tiny_bundle_with_draft, prompts, referenc
         (dict(copy_match=-1), "copy_match"),
         (dict(draft_confidence=1.5), "draft_confidence"),
         (dict(draft_confidence=float("nan")), "draft_confidence"),
+        (dict(sibling_min=-0.1), "sibling_min.*-0.1"),
+        (dict(sibling_min=float("nan")), "sibling_min"),
         (dict(ngram_min=4, ngram_max=2), "ngram"),
     ],
 )

@@ -137,17 +137,16 @@ def reference(eagle_bundle, prompts) -> list[list[int]]:
     return out
 
 
-def check_stats(r, prompt, k_max: int | None = None, tree: bool = True) -> None:
-    """`tree`: greedy copy steps may add the head's branch (HEAD_DEPTH more drafts)."""
+def check_stats(r, prompt, k_max: int | None = None) -> None:
+    """k_max: the draft length; a head step may add as many siblings as its chain has drafts."""
     st = r.stats
     assert st.n_generated == len(r.tokens) and st.n_prompt == len(prompt)
     assert sum(st.accept_hist) == st.n_steps
     assert sum(j * c for j, c in enumerate(st.accept_hist)) == st.n_accept <= st.n_draft
     assert st.n_steps + st.n_accept == st.n_generated - 1  # one prefill token + 1 per step
     if k_max is not None:
-        extra = HEAD_DEPTH if tree else 0
-        assert st.n_draft <= (k_max + extra) * st.n_steps
-        assert k_max + 1 <= len(st.accept_hist) <= k_max + 1 + extra
+        assert st.n_draft <= (k_max + min(k_max, HEAD_DEPTH)) * st.n_steps
+        assert len(st.accept_hist) == k_max + 1  # a path is never longer than its chain
 
 
 # ---------------------------------------------------------------- losslessness
@@ -177,7 +176,8 @@ _ACCEPTED: dict[str, int] = {}
         dict(num_draft_tokens=3, adaptive=False),
         dict(num_draft_tokens=8),
         dict(num_draft_tokens=8, adaptive=False),
-        dict(num_draft_tokens=3, adaptive=False, draft_tree=False),
+        dict(num_draft_tokens=3, adaptive=False, sibling_min=0.0),
+        dict(num_draft_tokens=3, adaptive=False, sibling_min=0.01),
     ],
     ids=lambda e: "-".join(f"{k}={v}" for k, v in e.items()) or "default",
 )
@@ -186,7 +186,7 @@ def test_greedy_eagle_equals_plain(engine, prompts, reference, extra):
     for p, want in zip(prompts, reference, strict=True):
         r = engine.generate(p, config(drafter="eagle", **extra))
         assert list(r.tokens) == want, p
-        check_stats(r, p, extra.get("num_draft_tokens", 8), extra.get("draft_tree", True))
+        check_stats(r, p, extra.get("num_draft_tokens", 8))
         accepted += r.stats.n_accept
         drafted += r.stats.n_draft
     print(f"eagle {extra}: accepted {accepted}/{drafted}")
@@ -233,32 +233,34 @@ def lookup_copy(seq: list[int], k: int, n: int = 3, n_max: int = 8) -> list[int]
 HEAD_DEPTH = 4  # drafter_eagle.cpp kHeadDepth: the head's longest chain (a copy may be longer)
 
 
-def tree_of(branches: list[list[int]]) -> tuple[list[int], list[int]]:
-    """(tokens, parents) of the trie of chains from the root, in insertion order: draft i hangs
-    below verify row parents[i] (0 = the last committed token, j = draft j - 1)."""
-    tokens: list[int] = []
-    parents: list[int] = []
-    for branch in branches:
-        row = 0
-        for t in branch:
-            child = next((i for i in range(len(tokens)) if (parents[i], tokens[i]) == (row, t)), -1)
-            if child < 0:
-                tokens.append(t)
-                parents.append(row)
-                child = len(tokens) - 1
-            row = child + 1
-    return tokens, parents
+def top_two(row: np.ndarray) -> tuple[float, int, float]:
+    """drafter_eagle.cpp top_two: (p1 as float32, second id, p2) of softmax(row), the sum of
+    exp(row - top) taken in float64 in increasing id order."""
+    first = int(np.argmax(row))
+    top = row[first]
+    e = np.exp((row - top).astype(np.float64))  # row - top in float32, as the C++ code
+    total = np.cumsum(e)[-1]  # sequential, as the C++ loop
+    others = row.copy()
+    others[first] = -np.inf
+    second = int(np.argmax(others)) if len(row) > 1 else first
+    p2 = float(np.exp(np.float64(row[second] - top)) / total) if len(row) > 1 else 0.0
+    return float(np.float32(1.0 / total)), second, p2
 
 
 def simulate_greedy_eagle(
-    bundle: Path, prompt: list[int], k: int, max_new: int = 40, copy_n: int = 3, tree: bool = True
+    bundle: Path,
+    prompt: list[int],
+    k: int,
+    max_new: int = 40,
+    copy_n: int = 3,
+    sibling_min: float = 0.0,
 ):
-    """(tokens, accept_hist, steps whose path left the main chain) of greedy drafter "eagle"
-    with a fixed k, re-implemented in Python
-    over the exported graphs (edgespec.export.verify) with the engine's call pattern: 64-token
-    chunks, head catch-up over m..L-2 with TRUE features, drafts fed with the head's own
-    features, only the accepted rows of a verify kept as true features. `tree` (targets with
-    tree_parents): a copy step adds the head's chain as a second branch of one verify."""
+    """(tokens, accept_hist, steps whose path took a sibling) of greedy drafter "eagle" with a
+    fixed k and draft_confidence 0, re-implemented in Python over the exported graphs
+    (edgespec.export.verify) with the engine's call pattern: 64-token chunks, head catch-up over
+    m..L-2 with TRUE features, drafts fed with the head's own features, only the accepted rows of
+    a verify kept as true features. `sibling_min` > 0 (targets with tree_parents): the head's
+    second choice at depth i joins the verify beside d_i when prod_{j<i} p1_j * p2_i >= it."""
     from edgespec.export.verify import SharedKVDecoder
 
     models = json.loads((bundle / "edgespec.json").read_text())["models"]
@@ -267,6 +269,7 @@ def simulate_greedy_eagle(
     token_map = np.fromfile(bundle / models["eagle"]["token_map"], dtype="<i4")
     cap, p_len = models["target"]["capacity"], len(prompt)
     feats = np.zeros((cap, models["target"]["hidden_size"]), np.float32)  # [capacity, H]
+    tree = sibling_min > 0 and "tree_parents" in models["target"]["inputs"]
 
     def run(model, ids, pos, f=None):  # chunks of 64; last (logits row, hidden row)
         for s in range(0, len(ids), 64):
@@ -276,18 +279,28 @@ def simulate_greedy_eagle(
                 feats[pos + s : pos + s + len(hid)] = hid
         return logits, hid
 
-    tree = tree and "tree_parents" in models["target"]["inputs"]
-
-    def head_chain(n_len: int, depth: int) -> list[int]:
+    def head_drafts(n_len: int, depth: int) -> tuple[list[int], list[int]]:
+        """(drafts, parents): the head's chain, then the siblings that clear sibling_min."""
         nonlocal m
         logits, hid = run(head, seq[m + 1 : n_len], m, feats[m : n_len - 1])
         m = n_len - 1
         chain: list[int] = []
+        siblings: list[tuple[int, int]] = []  # (row, token)
+        reach = 1.0
         for i in range(depth):
             chain.append(int(token_map[np.argmax(logits[-1])]))
+            p1, second, p2 = top_two(logits[-1])
+            if reach * p2 >= sibling_min:
+                siblings.append((i, int(token_map[second])))
+            reach *= p1
             if i + 1 < depth:
                 logits, hid = head.forward([chain[-1]], m + i, True, hid[-1:])
-        return chain
+        parents = list(range(len(chain)))
+        if tree:
+            room = min(32, cap - n_len - 1) - len(chain)
+            parents += [row for row, _ in siblings[:room]]
+            chain += [t for _, t in siblings[:room]]
+        return chain, parents
 
     seq = list(prompt)
     logits, _ = run(target, seq, 0)
@@ -297,21 +310,21 @@ def simulate_greedy_eagle(
         run(head, seq[1:p_len], 0, feats[: p_len - 1])
         m = p_len - 1
     hist = [0] * (k + 1)
-    off_chain = 0  # steps whose accepted path left the main chain (a tree's other branch)
+    off_chain = 0
     while len(seq) - p_len < max_new:
         n_len = len(seq)
         kk = min(k, cap - n_len - 1, max_new - (n_len - p_len) - 1)
-        drafts: list[int] = []
+        drafts, parents = [], []
         copy = lookup_copy(seq, kk, copy_n) if kk > 0 else []
-        branches = [copy] if copy else [head_chain(n_len, min(kk, HEAD_DEPTH))] if kk > 0 else []
-        if copy and tree:  # the head's chain as a second branch, within the capacity
-            branches.append(head_chain(n_len, HEAD_DEPTH))
-        drafts, parents = tree_of(branches)
-        drafts, parents = drafts[: cap - n_len - 1], parents[: cap - n_len - 1]
+        if copy:  # the copy path: the head is not run, it catches up later
+            drafts, parents = copy, list(range(len(copy)))
+        elif kk > 0:
+            drafts, parents = head_drafts(n_len, min(kk, HEAD_DEPTH))
+        is_tree = parents != list(range(len(drafts)))
         logits, hid = target.forward(
             [seq[-1], *drafts], n_len - 1, hidden=True, parents=[-1, *parents] if tree else None
         )
-        path, row = [], 0  # walk the tree: the child holding the target's argmax
+        path, row = [], 0  # walk the tree: the first child holding the target's argmax
         while True:
             best = int(np.argmax(logits[row]))
             child = [i for i in range(len(drafts)) if (parents[i], drafts[i]) == (row, best)]
@@ -320,50 +333,49 @@ def simulate_greedy_eagle(
             path.append(child[0])
             row = child[0] + 1
         n = len(path)
-        off_chain += any(i >= len(branches[0]) for i in path)
+        off_chain += is_tree and path != list(range(n))
         kept = [0] + [i + 1 for i in path]
-        if tree:
+        if is_tree:
             target.keep_rows(n_len - 1, kept)
         feats[n_len - 1 : n_len + n] = hid[kept]  # the accepted rows only
         seq += [drafts[i] for i in path] + [best]
-        hist += [0] * (n + 1 - len(hist))
         hist[n] += 1
     return seq[p_len:], hist, off_chain
 
 
-# the copy path on (copy_match 3) with and without the head's branch (a tree), and off
-@pytest.mark.parametrize(("copy_n", "tree"), [(3, True), (3, False), (0, True)])
+# the copy path on (copy_match 3) and off, with the head's siblings (a tree) and without
+@pytest.mark.parametrize(("copy_n", "sibling_min"), [(3, 0.0), (0, 0.0), (3, 0.05), (0, 0.05)])
 @pytest.mark.parametrize("k", [1, 3, 8])
 @pytest.mark.parametrize("which", ["tiny", "peaked"])
 def test_engine_matches_a_python_reference_head(
-    engine, eagle_bundle, peaked, prompts, which, k, copy_n, tree
+    engine, eagle_bundle, peaked, prompts, which, k, copy_n, sibling_min
 ):
     """Same tokens AND the same accept histogram as the Python re-implementation: the engine
     feeds the head the right features at the right positions (on the peaked target, steps
     accept several drafts, so the head's own features are exercised too), with and without the
-    head's branch on copy steps (a tree verify)."""
+    head's second choices as siblings (a tree verify)."""
     pytest.importorskip("onnxruntime")
     bundle, eng = (eagle_bundle, engine) if which == "tiny" else peaked[:2]
     deep = off_chain = 0
     for i in range(0, len(prompts), 1 if which == "peaked" else 3):
-        want, hist, off = simulate_greedy_eagle(bundle, prompts[i], k, copy_n=copy_n, tree=tree)
+        want, hist, off = simulate_greedy_eagle(bundle, prompts[i], k, 40, copy_n, sibling_min)
         cfg = config(
             drafter="eagle",
             num_draft_tokens=k,
             adaptive=False,
             copy_match=copy_n,
             draft_confidence=0,
-            draft_tree=tree,
+            sibling_min=sibling_min,
         )
         r = eng.generate(prompts[i], cfg)
         assert list(r.tokens) == want and list(r.stats.accept_hist) == hist, (i, hist)
         deep += sum(hist[2:])
         off_chain += off
-    print(f"{which} k={k} copy={copy_n} tree={tree}: {off_chain} steps off the main chain")
+    print(f"{which} k={k} copy={copy_n} sibling_min={sibling_min}: {off_chain} took a sibling")
     if which == "peaked" and k > 1:
         assert deep > 0, "no step accepted two drafts: the predicted-feature path is untested"
-    if which == "peaked" and tree and copy_n and k < 8:
-        assert off_chain > 0, "no accepted path left the copy: the tree verify is untested"
+    if which == "peaked" and sibling_min and k > 1:
+        assert off_chain > 0, "no accepted path took a sibling: the tree verify is untested"
 
 
 def test_drafters_interleaved_on_one_engine(engine, prompts, reference):

@@ -127,3 +127,20 @@ def test_draft_with_other_vocab_refused(bundle_dir):
     _write(bundle_dir, m)
     with pytest.raises(BundleError, match="draft vocabulary"):
         load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("attention", ["edgespec", "gqa", None])
+def test_tree_parents_needs_edgespec_attention(bundle_dir, attention):
+    """Only ai.edgespec attention verifies trees: a manifest naming tree_parents for a gqa graph
+    is refused on load, an edgespec one passes the name on to the engine."""
+    m = _manifest()
+    target = m["models"]["target"]
+    target["inputs"]["tree_parents"] = "tree_parents"
+    if attention is not None:
+        target["attention"] = attention
+    _write(bundle_dir, m)
+    if attention != "edgespec":
+        with pytest.raises(BundleError, match="tree_parents' needs attention 'edgespec'"):
+            load_bundle(bundle_dir)
+        return
+    assert load_bundle(bundle_dir).target.native_spec_kwargs()["tree_parents"] == "tree_parents"

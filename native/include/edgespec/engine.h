@@ -70,8 +70,10 @@ struct GenConfig {
   float draft_confidence = 0.3f;  // drafter "eagle": stop drafting once the product of the head's
                                   // top-token probabilities falls below this (0 = never): its
                                   // confidence tracks acceptance (EAGLE-2)
-  bool draft_tree = true;         // greedy, on a target that verifies trees (tree_parents): drafter
-                                  // "eagle" adds the head's chain as a second branch to a copy
+  float sibling_min = 0.2f;       // drafter "eagle", greedy, target with tree_parents: the head's
+                                  // second choice at a depth joins the verify as a sibling when
+                                  // its probability of reaching that depth and picking it is at
+                                  // least this (0 = chains only); see drafter_eagle.cpp
   std::vector<int32_t> eos_ids;   // generation ends after committing one of these
 };
 
@@ -82,7 +84,7 @@ struct GenStats {
   int n_draft = 0;               // tokens proposed by the drafter
   int n_accept = 0;              // proposed tokens accepted
   std::vector<int> accept_hist;  // accept_hist[j] = steps that accepted exactly j drafts
-  int n_tree = 0;                // steps that verified a draft tree (GenConfig.draft_tree)
+  int n_tree = 0;                // steps that verified a draft tree (GenConfig.sibling_min)
   int n_off_chain = 0;           // tree steps whose accepted path left the main chain
   double t_prefill_s = 0;        // prefill (target + drafter) wall time
   double t_draft_s = 0;          // time in drafter propose / catch-up
