@@ -20,7 +20,8 @@
 // of the head's chain, its second choice s_i joins the verify as a leaf beside d_i when the
 // head's own probability of reaching depth i and picking s_i, prod_{j<i} p1_j * p2_i, is at least
 // sibling_min; the target keeps whichever of the two it agrees with. A one-level-wide EAGLE-2
-// tree: a verify row costs ~0.05 of a step on a 2-core CPU, so only likely siblings pay.
+// tree. Off by default: on a 2-core CPU a verify row costs 4-10% of a step, and siblings at
+// 0.1-0.3 measured neutral against chains (README, "Draft trees").
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -210,12 +211,12 @@ class EagleDrafter final : public Drafter {
   int n_true_ = 0;               // store rows 0..n_true_-1 are true features
   int verify_pos_ = 0;           // first position of the latest on_target_features()
   int m_ = 0;                    // head KV positions computed from true features
-  int copy_min_ = 3;          // copy path: shortest match that makes a lookup proposal (0 = never)
-  int copy_max_ = 8;          // copy path: matches are counted up to this length (ngram_max)
-  lookup::StepMatch match_;   // this step's copy match (draft_class -> propose)
-  bool tree_ok_;              // the target verifies trees (Model::has_tree)
-  bool tree_ = false;         // this generation may draft siblings (tree_ok_, greedy, > 0)
-  double sibling_min_ = 0.2;  // GenConfig.sibling_min
+  int copy_min_ = 3;         // copy path: shortest match that makes a lookup proposal (0 = never)
+  int copy_max_ = 8;         // copy path: matches are counted up to this length (ngram_max)
+  lookup::StepMatch match_;  // this step's copy match (draft_class -> propose)
+  bool tree_ok_;             // the target verifies trees (Model::has_tree)
+  bool tree_ = false;        // this generation may draft siblings (tree_ok_, greedy, > 0)
+  double sibling_min_ = 0;   // GenConfig.sibling_min
   int32_t sibling_[kHeadDepth];   // int32 [kHeadDepth]: the head's second choice per depth
   double sibling_p_[kHeadDepth];  // [kHeadDepth]: its probability of being the path (head's)
 };

@@ -369,6 +369,8 @@ def test_engine_matches_a_python_reference_head(
         )
         r = eng.generate(prompts[i], cfg)
         assert list(r.tokens) == want and list(r.stats.accept_hist) == hist, (i, hist)
+        if off:  # a sibling's KV rows were moved into place: still plain decoding's tokens
+            assert want == list(eng.generate(prompts[i], config(drafter="none")).tokens), i
         deep += sum(hist[2:])
         off_chain += off
     print(f"{which} k={k} copy={copy_n} sibling_min={sibling_min}: {off_chain} took a sibling")
