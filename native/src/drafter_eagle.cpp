@@ -24,7 +24,6 @@
 // 0.1-0.3 measured neutral against chains (README, "Draft trees").
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -98,16 +97,18 @@ class EagleDrafter final : public Drafter {
       return out.n;
     }
     out.has_q = !greedy_;
-    out.set_chain(head_chain(committed, std::min(k, kHeadDepth), out.tokens.data(), out));
+    out.set_chain(head_chain(committed, std::min(k, kHeadDepth), out));
     for (int i = 0; tree_ && i < out.n_chain && out.n < out.max_n; ++i) {
       if (sibling_p_[i] >= sibling_min_) out.add_leaf(i, sibling_[i]);  // beside d_i: row i
     }
     return out.n;
   }
 
-  // The head's chain after `committed`: up to k drafts into d[0..k) (their q rows into out when
-  // sampling), fewer once its confidence drops below min_confidence_. Returns the count.
-  int head_chain(const std::vector<int32_t>& committed, int k, int32_t* d, DraftOut& out) {
+  // The head's chain after `committed`: up to k drafts into out.tokens (and q rows when
+  // sampling), fewer once its confidence drops below min_confidence_; records each depth's
+  // second choice for siblings. Returns the count.
+  int head_chain(const std::vector<int32_t>& committed, int k, DraftOut& out) {
+    int32_t* d = out.tokens.data();
     const float* logits = catch_up(committed.data(), static_cast<int>(committed.size()));
     double confidence = 1.0;  // the head's own probability that all drafts so far are right
     for (int i = 0; i < k; ++i) {

@@ -16,6 +16,7 @@
 #include "edgespec/engine.h"
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -178,6 +179,7 @@ struct Engine::Impl {
   bool step();
   void verify(int n_draft, spec::Accept* accept);
   void accept_tree(const float* logits, int n_draft, spec::Accept* accept);
+  void record(int cls, int n_draft, const spec::Accept& a, double t_draft);
   int next_k(int cls);
   bool commit(const int32_t* tokens, int n);
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
@@ -386,7 +388,7 @@ bool Engine::Impl::step() {
   draft_out.tree = false;
   if (k > 0) {
     const auto t = Clock::now();
-    // A tree's extra branches may widen the verify up to the capacity left.
+    // A tree's leaves may widen the verify up to the capacity left.
     const bool tree = target->has_tree() && cfg_->temperature == 0.0f && cfg_->sibling_min > 0;
     draft_out.max_n = tree ? std::min(kMaxDraftTokens, room - 1) : k;
     n_draft = drafter_->propose(committed, k, draft_out);
@@ -396,12 +398,20 @@ bool Engine::Impl::step() {
   spec::Accept a;
   verify(n_draft, &a);
   if (k > 0) drafter_->on_accept(a.n_accept);
+  record(cls, n_draft, a, t_draft);
+  // The chunk is d_1..d_n followed by the correction/bonus token, in place in draft_out.
+  draft_out.tokens[a.n_accept] = a.next;
+  return !commit(draft_out.tokens.data(), a.n_accept + 1);
+}
+
+// Stats and the policy's observation of one step (n_draft proposed, a accepted).
+void Engine::Impl::record(int cls, int n_draft, const spec::Accept& a, double t_draft) {
   GenStats& st = result_.stats;
   ++st.n_steps;
   st.n_draft += n_draft;
   st.n_accept += a.n_accept;
-  // A tree's path may run past k (capacity reserved for kMaxDraftTokens + 1: no allocation).
-  if (a.n_accept >= static_cast<int>(st.accept_hist.size())) st.accept_hist.resize(a.n_accept + 1);
+  // A path is never longer than the main chain (siblings are leaves), so k_max + 1 entries do.
+  assert(a.n_accept < static_cast<int>(st.accept_hist.size()));
   ++st.accept_hist[a.n_accept];
   // The draft length k applies to the main chain: how far the target went along it.
   const int n_chain = draft_out.tree ? draft_out.n_chain : n_draft;
@@ -415,9 +425,6 @@ bool Engine::Impl::step() {
   if (policy_ != nullptr) {
     policy_->observe(cls, n_chain, chain_accept, n_draft + 1, last_verify_s_, t_draft);
   }
-  // The chunk is d_1..d_n followed by the correction/bonus token, in place in draft_out.
-  draft_out.tokens[a.n_accept] = a.next;
-  return !commit(draft_out.tokens.data(), a.n_accept + 1);
 }
 
 // Target forward over [last, d_1..d_k], acceptance, rollback.
