@@ -112,6 +112,7 @@ def reference(engine, prompts) -> list[list[int]]:
     [
         ("ngram", {}),
         ("ngram", dict(num_draft_tokens=1)),
+        ("ngram", dict(num_draft_tokens=1, adaptive=False)),
         ("ngram", dict(num_draft_tokens=32, adaptive=False)),
         # adaptive=False: with measured costs this case drafts rarely (3 accepted tokens over
         # these prompts in three local runs, 0 in one CI run); its acceptance check must not
@@ -133,7 +134,10 @@ def test_greedy_drafters_equal_plain(engine, prompts, reference, drafter, extra)
         assert sum(j * c for j, c in enumerate(st.accept_hist)) == st.n_accept <= st.n_draft
         assert st.n_steps + st.n_accept == st.n_generated - 1  # one prefill token + 1 per step
         accepted += st.n_accept
-    assert accepted > 0, "the drafter never got a token accepted"
+    # With measured costs a ~40 us tiny-model step may price lookup out (0 accepted in one run of
+    # the adaptive k=1 case): acceptance is asserted where every match is drafted.
+    if not extra.get("adaptive", True) or drafter == "model":
+        assert accepted > 0, "the drafter never got a token accepted"
 
 
 def test_plain_decoding_stats(engine, prompts):
