@@ -388,9 +388,8 @@ bool Engine::Impl::step() {
   draft_out.tree = false;
   if (k > 0) {
     const auto t = Clock::now();
-    // A tree's leaves may widen the verify up to the capacity left.
-    const bool tree = target->has_tree() && cfg_->temperature == 0.0f && cfg_->sibling_min > 0;
-    draft_out.max_n = tree ? std::min(kMaxDraftTokens, room - 1) : k;
+    // A drafter that builds a tree (it knows when it may) widens the verify up to this.
+    draft_out.max_n = std::min(kMaxDraftTokens, room - 1);
     n_draft = drafter_->propose(committed, k, draft_out);
     t_draft = seconds_since(t);
     result_.stats.t_draft_s += t_draft;

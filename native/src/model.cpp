@@ -333,8 +333,12 @@ void Model::write_inputs(const int32_t* tokens, int n, const float* features,
                              "the CPU provider (provider " + provider_ + ")");
   }
   for (int i = 0; i < n; ++i) ids_[i] = tokens[i];
-  if (!parents_.empty()) {  // the op checks each parent; a chain unless told otherwise
-    for (int i = 0; i < n; ++i) parents_[i] = parents != nullptr ? parents[i] : i - 1;
+  // parents_ holds a chain unless the previous call was a tree: restore only those rows.
+  for (int i = 0; i < tree_rows_; ++i) parents_[i] = i - 1;
+  tree_rows_ = 0;
+  if (parents != nullptr) {  // the op checks each parent
+    std::copy_n(parents, n, parents_.data());
+    tree_rows_ = n;
   }
   if (features != nullptr) {
     std::copy_n(features, static_cast<size_t>(n) * spec_.hidden_size, features_.data());

@@ -107,6 +107,7 @@ class Model {
   std::vector<Ort::Value> features_values_;    // [widest]: w → [1, w+1, hidden_size]
   std::vector<Ort::Value> hidden_values_;      // [widest]: w → [1, w+1, hidden_size]
   std::vector<int32_t> parents_;               // int32 [widest]: tree_parents (i - 1: a chain)
+  int tree_rows_ = 0;                          // rows of parents_ a tree forward overwrote
   std::vector<Ort::Value> parents_values_;     // [widest]: w → int32 [w+1] over parents_
   Ort::Value seqlens_value_{nullptr};          // int32 [1] over seqlens_k_
   Ort::Value total_value_{nullptr};            // int32 [] over total_len_
