@@ -60,6 +60,7 @@ class GenConfig:
     adaptive: bool
     ngram_max: int
     ngram_min: int
+    ngram_table: bool
     copy_match: int
     draft_confidence: float
     sibling_min: float
@@ -109,6 +110,19 @@ class CancelToken:
     @property
     def cancelled(self) -> bool: ...
 
+class NgramTable:
+    """The bundle's n-gram table (validated by the Engine)."""
+
+    def __init__(
+        self, keys: Any, next: Any, hits: Any, total: Any, n_min: int, n_max: int
+    ) -> None: ...
+    @property
+    def entries(self) -> int: ...
+    @property
+    def n_min(self) -> int: ...
+    @property
+    def n_max(self) -> int: ...
+
 class Engine:
     def __init__(
         self,
@@ -117,6 +131,7 @@ class Engine:
         target_provider: ProviderSpec = ...,
         draft_provider: ProviderSpec | None = None,
         eagle: ModelSpec | None = None,
+        table: NgramTable | None = None,
     ) -> None: ...
     @property
     def has_draft(self) -> bool: ...
@@ -174,6 +189,12 @@ class _SpecModule:
     @staticmethod
     def lookup(seq: Any, n_min: int, n_max: int, k: int) -> tuple[int, list[int]]:
         """Prompt lookup: (match length, k proposed tokens), (0, []) without a match."""
+    @staticmethod
+    def ngram_key(tokens: Any) -> int:
+        """Key of an n-gram table context (ngram_table.h)."""
+    @staticmethod
+    def table_draft(table: NgramTable, vocab: int, seq: Any, k: int) -> tuple[int, list[int]]:
+        """An n-gram table's draft after seq: (context length of its first token, tokens)."""
     DraftPolicy: type[_DraftPolicy]
     DRAFT_CLASSES: int
 

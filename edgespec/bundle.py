@@ -26,6 +26,8 @@ ATTENTIONS = ("gqa", "edgespec")  # com.microsoft / ai.edgespec GroupQueryAttent
 _INPUT_KEYS = ("input_ids", "seqlens_k", "total_sequence_length", "past_key", "past_value")
 _OUTPUT_KEYS = ("logits", "present_key", "present_value")
 _INT_KEYS = ("num_layers", "num_kv_heads", "head_dim", "vocab_size", "capacity")
+LOOKUP_MAX_ORDER = 4  # longest n-gram table context the runtime reads (native NgramIndex)
+_LOOKUP_ARRAYS = {"keys": np.uint64, "next": np.int32, "hits": np.uint32, "total": np.uint32}
 
 
 class BundleError(ValueError):
@@ -97,6 +99,17 @@ class TokenizerInfo:
 
 
 @dataclass(frozen=True)
+class LookupInfo:
+    """The manifest's `lookup` entry: an n-gram table of the target's own answers that prompt
+    lookup drafts from (docs/bundle-format.md; arrays read by `load_lookup_table`)."""
+
+    path: Path  # .npz with keys uint64 [E], next int32 [E], hits uint32 [E], total uint32 [E]
+    n_min: int  # shortest context a key covers
+    n_max: int  # longest (<= LOOKUP_MAX_ORDER)
+    entries: int  # E
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A validated bundle directory."""
 
@@ -106,6 +119,7 @@ class Bundle:
     eagle: ModelInfo | None  # the feature-level draft head (drafter "eagle"), if distilled
     tokenizer: TokenizerInfo
     generation: dict[str, Any]  # generation defaults (max_new_tokens, temperature, ...)
+    lookup: LookupInfo | None = None  # n-gram table for prompt lookup, if distill wrote one
     manifest: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -140,7 +154,10 @@ def load_bundle(path: str | Path) -> Bundle:
         eagle = _eagle_info(root, target, _require(models, "eagle", dict, "models"))
     tokenizer = _tokenizer_info(root, _require(manifest, "tokenizer", dict, "manifest"))
     generation = manifest.get("generation") or {}
-    return Bundle(root, target, draft, eagle, tokenizer, dict(generation), manifest)
+    lookup = None
+    if manifest.get("lookup") is not None:
+        lookup = _lookup_info(root, _require(manifest, "lookup", dict, "manifest"))
+    return Bundle(root, target, draft, eagle, tokenizer, dict(generation), lookup, manifest)
 
 
 def _check_format(manifest: Any, where: Path) -> None:
@@ -259,6 +276,45 @@ def _token_map(root: Path, rel: str, head: ModelInfo, target: ModelInfo) -> tupl
     if np.unique(ids).size != ids.size:
         raise BundleError(f"{path}: duplicate target ids")
     return tuple(int(i) for i in ids)
+
+
+def _lookup_info(root: Path, entry: dict) -> LookupInfo:
+    where = "lookup"
+    for key, want in (("kind", "ngram-table"), ("hash", "fnv1a64-words")):
+        if entry.get(key) != want:
+            raise BundleError(f"manifest: '{where}.{key}' must be {want!r}, got {entry.get(key)!r}")
+    path = (root / _require(entry, "path", str, where)).resolve()
+    if not path.is_file():
+        raise BundleError(f"bundle is missing its n-gram table: {path}")
+    n_min, n_max, entries = (_require(entry, k, int, where) for k in ("n_min", "n_max", "entries"))
+    if not 1 <= n_min <= n_max <= LOOKUP_MAX_ORDER:
+        raise BundleError(
+            f"manifest: need 1 <= lookup.n_min <= lookup.n_max <= {LOOKUP_MAX_ORDER}, "
+            f"got {n_min}, {n_max}"
+        )
+    if entries < 0:
+        raise BundleError(f"manifest: 'lookup.entries' must be >= 0, got {entries}")
+    return LookupInfo(path, n_min, n_max, entries)
+
+
+def load_lookup_table(info: LookupInfo) -> dict[str, np.ndarray]:
+    """The table's arrays (`_LOOKUP_ARRAYS`), each 1-D with `info.entries` elements; BundleError
+    for a file that is not such an .npz. Order and token ranges are checked by the engine."""
+    try:
+        with np.load(info.path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in _LOOKUP_ARRAYS if name in z.files}
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{info.path}: not a readable n-gram table ({e})") from None
+    for name, dtype in _LOOKUP_ARRAYS.items():
+        a = arrays.get(name)
+        if a is None:
+            raise BundleError(f"{info.path}: missing array '{name}'")
+        if a.dtype != dtype or a.shape != (info.entries,):
+            raise BundleError(
+                f"{info.path}: '{name}' is {a.dtype} {list(a.shape)}, expected "
+                f"{np.dtype(dtype)} [{info.entries}] (lookup.entries)"
+            )
+    return arrays
 
 
 def _check_external_data(graph: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from . import _native
-from .bundle import Bundle, BundleError, load_bundle
+from .bundle import Bundle, BundleError, load_bundle, load_lookup_table
 from .config import PROVIDERS, GenerationConfig
 from .text import IncrementalDetokenizer, StopMatcher, check_messages, check_unicode, render_chat
 
@@ -100,8 +100,11 @@ class Session:
         b = self.bundle
         draft = _model_spec(b.draft) if b.draft else _native.ModelSpec()
         target = _model_spec(b.target, hidden_states=b.eagle is not None)
-        head = {"eagle": _model_spec(b.eagle)} if b.eagle else {}
-        self._engine: Any = _native.Engine(target, draft, tp, dp, **head)
+        extra = {"eagle": _model_spec(b.eagle)} if b.eagle else {}
+        if b.lookup is not None and b.lookup.entries:
+            arrays = load_lookup_table(b.lookup)
+            extra["table"] = _native.NgramTable(**arrays, n_min=b.lookup.n_min, n_max=b.lookup.n_max)
+        self._engine: Any = _native.Engine(target, draft, tp, dp, **extra)
         self._lock = threading.Lock()
         self._running: _Run | None = None  # the generation holding the lock, if any
 

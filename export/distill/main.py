@@ -164,7 +164,7 @@ def _teacher_and_data(args, bundle: Path, manifest: dict, t0: float, budget: flo
 
 
 def _train_and_measure(args, ctx: dict, deadline: float) -> tuple:
-    """Pick the vocabulary, train, evaluate; returns (cfg, head, token_map, record)."""
+    """Pick the vocabulary, train, evaluate; returns (cfg, head, token_map, record, corpus)."""
     from ..eagle_graph import head_config
     from .data import draft_index, load_corpus, select_draft_vocab
     from .head import EagleHead
@@ -194,7 +194,7 @@ def _train_and_measure(args, ctx: dict, deadline: float) -> tuple:
     held = evaluate(head, corpus, held_idx, inv, tc) if len(held_idx) else {}
     record = _record(args, ctx, corpus, train_idx, inv, state, held)
     record["draft_vocab"] = len(token_map)
-    return cfg, head, token_map, record
+    return cfg, head, token_map, record, corpus
 
 
 def _record(args, ctx: dict, corpus, train_idx, inv: np.ndarray, state: dict, held: dict):
@@ -237,6 +237,7 @@ def run_distill(args: argparse.Namespace) -> Path:
     import torch
 
     from ..eagle_graph import write_eagle
+    from .ngram_table import write_table
 
     t0 = time.monotonic()
     _check_args(args)
@@ -245,9 +246,11 @@ def run_distill(args: argparse.Namespace) -> Path:
     budget = args.minutes * 60.0
     ctx = _teacher_and_data(args, bundle, manifest, t0, budget)
     reserve = min(90.0, 0.05 * budget)  # held-out evaluation and writing the head
-    cfg, head, token_map, record = _train_and_measure(args, ctx, t0 + budget - reserve)
+    cfg, head, token_map, record, corpus = _train_and_measure(args, ctx, t0 + budget - reserve)
     record["wall_seconds"] = round(time.monotonic() - t0, 1)
     write_eagle(bundle, cfg, head.export_weights(), token_map, record, force=args.force)
+    source = {k: record[k] for k in ("teacher", "seed", "n_prompts", "n_answer_tokens")}
+    write_table(bundle, corpus, source)  # the same answers as prompt lookup's n-gram table
     if not args.quiet:
         print(_summary(bundle, record))
     return bundle

@@ -17,6 +17,7 @@
 #include "draft_policy.h"
 #include "edgespec/engine.h"
 #include "lookup.h"
+#include "ngram_table.h"
 #include "ops/block_offset.h"
 #include "ops/row_attention.h"
 #include "spec_math.h"
@@ -33,6 +34,12 @@ struct CancelToken {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+std::vector<T> to_vector(const py::array_t<T, py::array::c_style | py::array::forcecast>& a) {
+  if (a.ndim() != 1) throw py::value_error("expected a 1-D array, got " + std::to_string(a.ndim()));
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
 
 // T(**kwargs): sets each keyword through the bound attribute (unknown names → TypeError).
 template <class T>
@@ -151,6 +158,26 @@ void bind_specs(py::module_& m) {
            {"path", "num_layers", "num_kv_heads", "head_dim", "vocab_size", "capacity", "kv_dtype",
             "logits_dtype"});
 
+  using U64 = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+  using U32 = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+  py::class_<NgramTable>(m, "NgramTable", "The bundle's n-gram table (validated by the Engine).")
+      .def(py::init([](const U64& keys, const IntArray& next, const U32& hits, const U32& total,
+                       int n_min, int n_max) {
+             auto t = std::make_unique<NgramTable>();
+             t->keys = to_vector(keys);
+             t->next = to_vector(next);
+             t->hits = to_vector(hits);
+             t->total = to_vector(total);
+             t->n_min = n_min;
+             t->n_max = n_max;
+             return t;
+           }),
+           py::arg("keys"), py::arg("next"), py::arg("hits"), py::arg("total"), py::arg("n_min"),
+           py::arg("n_max"))
+      .def_property_readonly("entries", [](const NgramTable& t) { return t.keys.size(); })
+      .def_readonly("n_min", &NgramTable::n_min)
+      .def_readonly("n_max", &NgramTable::n_max);
+
   py::class_<ProviderSpec> prov(m, "ProviderSpec", "Where and how a model runs.");
   prov.def(py::init(&from_kwargs<ProviderSpec>))
       .def_readwrite("name", &ProviderSpec::name)
@@ -174,13 +201,14 @@ void bind_specs(py::module_& m) {
       .def_readwrite("adaptive", &GenConfig::adaptive)
       .def_readwrite("ngram_max", &GenConfig::ngram_max)
       .def_readwrite("ngram_min", &GenConfig::ngram_min)
+      .def_readwrite("ngram_table", &GenConfig::ngram_table)
       .def_readwrite("copy_match", &GenConfig::copy_match)
       .def_readwrite("draft_confidence", &GenConfig::draft_confidence)
       .def_readwrite("sibling_min", &GenConfig::sibling_min)
       .def_readwrite("eos_ids", &GenConfig::eos_ids);
   add_repr(cfg, "GenConfig",
            {"max_new_tokens", "temperature", "top_p", "top_k", "seed", "drafter",
-            "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "copy_match",
+            "num_draft_tokens", "adaptive", "ngram_max", "ngram_min", "ngram_table", "copy_match",
             "draft_confidence", "sibling_min", "eos_ids"});
 }
 
@@ -223,15 +251,17 @@ void bind_engine(py::module_& m) {
       .def(py::init([](const ModelSpec& target, const std::optional<ModelSpec>& draft,
                        const ProviderSpec& target_provider,
                        const std::optional<ProviderSpec>& draft_provider,
-                       const std::optional<ModelSpec>& eagle) {
+                       const std::optional<ModelSpec>& eagle,
+                       const std::optional<NgramTable>& table) {
              py::gil_scoped_release release;
              return std::make_unique<Engine>(target, draft.value_or(ModelSpec()), target_provider,
                                              draft_provider.value_or(target_provider),
-                                             eagle.value_or(ModelSpec()));
+                                             eagle.value_or(ModelSpec()),
+                                             table.value_or(NgramTable()));
            }),
            py::arg("target"), py::arg("draft") = py::none(),
            py::arg("target_provider") = ProviderSpec(), py::arg("draft_provider") = py::none(),
-           py::arg("eagle") = py::none())
+           py::arg("eagle") = py::none(), py::arg("table") = py::none())
       .def_property_readonly("has_draft", &Engine::has_draft)
       .def_property_readonly("has_eagle", &Engine::has_eagle)
       .def_property_readonly("capacity", &Engine::capacity)
@@ -391,6 +421,21 @@ void bind_spec(py::module_& m) {
       },
       py::arg("seq"), py::arg("n_min"), py::arg("n_max"), py::arg("k"),
       "Prompt lookup: (match length, k proposed tokens), (0, []) without a match.");
+  s.def(
+      "ngram_key", [](const IntArray& toks) { return ngram_key(toks.data(), static_cast<int>(toks.size())); },
+      py::arg("tokens"), "Key of an n-gram table context (ngram_table.h).");
+  s.def(
+      "table_draft",
+      [](const NgramTable& table, int vocab, const IntArray& seq, int k) {
+        if (k < 0 || k > NgramIndex::kMaxDraft) throw py::value_error("need 0 <= k <= 16");
+        const NgramIndex index(table, vocab);
+        std::vector<int32_t> out(k);
+        int order = 0;
+        out.resize(index.draft(seq.data(), static_cast<int>(seq.size()), k, out.data(), &order));
+        return py::make_tuple(order, out);
+      },
+      py::arg("table"), py::arg("vocab"), py::arg("seq"), py::arg("k"),
+      "An n-gram table's draft after seq: (context length of its first token, tokens).");
   py::class_<DraftPolicy>(s, "DraftPolicy", "The cost-aware draft-length policy (draft_policy.h).")
       .def(py::init([](int k_limit) {
              if (k_limit < 1) throw py::value_error("k_limit must be >= 1");

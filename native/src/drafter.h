@@ -12,6 +12,7 @@
 namespace edgespec {
 
 class Model;
+class NgramIndex;
 
 // A drafter's proposal, preallocated once for k_max tokens: a chain d_1..d_n, or (greedy
 // verification only, on a target with has_tree()) a tree: draft i hangs below verify row
@@ -78,8 +79,9 @@ class Drafter {
   virtual void on_target_features(int pos, const float* hidden, int n) {}
 };
 
-// Prompt lookup: matches the last n tokens against the prompt + generated text.
-std::unique_ptr<Drafter> make_ngram_drafter();
+// Prompt lookup: matches the last n tokens against the prompt + generated text; with a table
+// (nullable), drafts from it where the text has no match of 2+ tokens (GenConfig.ngram_table).
+std::unique_ptr<Drafter> make_ngram_drafter(std::shared_ptr<const NgramIndex> table);
 // A draft ONNX model with its own KV (kept in sync with the committed sequence).
 std::unique_ptr<Drafter> make_model_drafter(std::unique_ptr<Model> draft);
 // A feature-level draft head (docs/bundle-format.md, models.eagle) drafting from the target's

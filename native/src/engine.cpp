@@ -26,6 +26,7 @@
 #include "draft_policy.h"
 #include "drafter.h"
 #include "model.h"
+#include "ngram_table.h"
 #include "spec_math.h"
 
 namespace edgespec {
@@ -164,7 +165,7 @@ double weight_bytes_ratio(const ModelSpec& draft, const ModelSpec& target) {
 
 struct Engine::Impl {
   Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec, const ProviderSpec& tp,
-       const ProviderSpec& dp, const ModelSpec& eagle_spec);
+       const ProviderSpec& dp, const ModelSpec& eagle_spec, const NgramTable& table);
   void open_draft(const ModelSpec& draft_spec, const ModelSpec& target_spec, const ProviderSpec& dp,
                   bool shared);
   void open_eagle(const ModelSpec& eagle_spec, const ModelSpec& target_spec, const ProviderSpec& dp,
@@ -220,9 +221,12 @@ struct Engine::Impl {
 };
 
 Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
-                   const ProviderSpec& tp, const ProviderSpec& dp, const ModelSpec& eagle_spec) {
+                   const ProviderSpec& tp, const ProviderSpec& dp, const ModelSpec& eagle_spec,
+                   const NgramTable& table) {
   const bool eagle = !eagle_spec.path.empty();
   if (eagle) validate_eagle(eagle_spec, target_spec);
+  std::shared_ptr<const NgramIndex> index;  // validated before any model loads
+  if (!table.keys.empty()) index = std::make_shared<const NgramIndex>(table, target_spec.vocab_size);
   // A target and a draft (or head) that alternate on the CPU share one thread pool (ort_loader.h).
   const bool shared = (!draft_spec.path.empty() || eagle) && tp.name == "cpu" && dp.name == "cpu";
   ModelSpec t = target_spec;
@@ -230,7 +234,7 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
   target = std::make_unique<Model>(t, tp, kMaxWidth, prefill_width(tp), shared);
   vocab = target->vocab();
   capacity = target->capacity();
-  ngram = make_ngram_drafter();
+  ngram = make_ngram_drafter(std::move(index));
   if (!draft_spec.path.empty()) open_draft(draft_spec, target_spec, dp, shared);
   if (eagle) open_eagle(eagle_spec, target_spec, dp, shared);
   ngram_policy.reset_costs(kMaxDraftTokens);
@@ -517,8 +521,9 @@ bool Engine::Impl::commit(const int32_t* tokens, int n) {
 }
 
 Engine::Engine(const ModelSpec& target, const ModelSpec& draft, const ProviderSpec& target_provider,
-               const ProviderSpec& draft_provider, const ModelSpec& eagle)
-    : impl_(std::make_unique<Impl>(target, draft, target_provider, draft_provider, eagle)) {}
+               const ProviderSpec& draft_provider, const ModelSpec& eagle,
+               const NgramTable& table)
+    : impl_(std::make_unique<Impl>(target, draft, target_provider, draft_provider, eagle, table)) {}
 
 Engine::~Engine() = default;
 

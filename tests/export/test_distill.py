@@ -82,7 +82,15 @@ def test_bundle_loads_with_the_head(distilled, tiny_bundle):
     training = b.manifest["models"]["eagle"]["training"]
     assert training["steps"] == 4 and training["n_prompts"] > 0 and training["seed"] == 0
     assert 0.0 <= training["heldout_top1"] <= 1.0 and training["draft_vocab"] == 64
+    # the same answers became prompt lookup's n-gram table
+    from edgespec.bundle import load_lookup_table
+
+    assert b.lookup is not None and b.lookup.entries > 0
+    source = b.manifest["lookup"]["source"]
+    assert source["n_prompts"] == training["n_prompts"] and source["seed"] == 0
+    assert len(load_lookup_table(b.lookup)["keys"]) == b.lookup.entries
     assert load_bundle(tiny_bundle).eagle is None  # the source bundle is untouched
+    assert load_bundle(tiny_bundle).lookup is None
 
 
 def test_same_seed_same_weights_and_data_reused(distilled, tiny_bundle, tiny_hf_dir, tmp_path):

@@ -144,3 +144,46 @@ def test_tree_parents_needs_edgespec_attention(bundle_dir, attention):
             load_bundle(bundle_dir)
         return
     assert load_bundle(bundle_dir).target.native_spec_kwargs()["tree_parents"] == "tree_parents"
+
+
+def _lookup(**over):
+    entry = {
+        "path": "lookup/ngrams.npz",
+        "kind": "ngram-table",
+        "hash": "fnv1a64-words",
+        "n_min": 2,
+        "n_max": 4,
+        "entries": 3,
+    }
+    entry.update(over)
+    return entry
+
+
+def test_lookup_table_entry_loads(bundle_dir):
+    (bundle_dir / "lookup").mkdir()
+    (bundle_dir / "lookup" / "ngrams.npz").write_bytes(b"x")
+    _write(bundle_dir, _manifest(lookup=_lookup()))
+    info = load_bundle(bundle_dir).lookup
+    assert (info.path.name, info.n_min, info.n_max, info.entries) == ("ngrams.npz", 2, 4, 3)
+    _write(bundle_dir, _manifest())
+    assert load_bundle(bundle_dir).lookup is None
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"kind": "trie"}, "'lookup.kind' must be 'ngram-table', got 'trie'"),
+        ({"hash": "md5"}, "'lookup.hash' must be 'fnv1a64-words'"),
+        ({"path": "lookup/none.npz"}, "missing its n-gram table"),
+        ({"n_max": 5}, r"need 1 <= lookup.n_min <= lookup.n_max <= 4, got 2, 5"),
+        ({"n_min": 3, "n_max": 2}, "got 3, 2"),
+        ({"entries": -1}, "'lookup.entries' must be >= 0, got -1"),
+        ({"entries": "3"}, "'lookup.entries' has the wrong type"),
+    ],
+)
+def test_bad_lookup_entries(bundle_dir, over, message):
+    (bundle_dir / "lookup").mkdir()
+    (bundle_dir / "lookup" / "ngrams.npz").write_bytes(b"x")
+    _write(bundle_dir, _manifest(lookup=_lookup(**over)))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(bundle_dir)

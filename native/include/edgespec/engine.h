@@ -40,6 +40,18 @@ struct ModelSpec {
   std::vector<int32_t> token_map;  // eagle head only: int32 [vocab_size], draft id -> target id
 };
 
+// The bundle's n-gram table (docs/bundle-format.md, lookup): for contexts of n_min..n_max
+// tokens seen in the target's own answers, the token that most often followed. Validated by the
+// Engine (std::invalid_argument). Empty keys = no table.
+struct NgramTable {
+  std::vector<uint64_t> keys;   // uint64 [E], strictly ascending: key of a context (ngram_table.h)
+  std::vector<int32_t> next;    // int32 [E]: the token that most often followed it
+  std::vector<uint32_t> hits;   // uint32 [E]: how often `next` followed it (>= 1)
+  std::vector<uint32_t> total;  // uint32 [E]: how often the context occurred (>= hits)
+  int n_min = 0;                // shortest context the keys cover
+  int n_max = 0;                // longest (<= 4)
+};
+
 // Where and how a model runs.
 struct ProviderSpec {
   std::string name = "cpu";     // "cpu" | "cuda" | "tensorrt"
@@ -65,6 +77,8 @@ struct GenConfig {
   int ngram_max = 8;              // prompt lookup: longest n-gram to match (the longest match
                                   // wins, then the most recent); longer ones earn longer drafts
   int ngram_min = 1;              // prompt lookup: shortest n-gram to match
+  bool ngram_table = true;        // prompt lookup: when the conversation has no match of 2+
+                                  // tokens, draft from the bundle's n-gram table (if it has one)
   int copy_match = 3;             // drafter "eagle": copy by prompt lookup instead of running the
                                   // head when a match is at least this long (0 = never)
   float draft_confidence = 0.3f;  // drafter "eagle": stop drafting once the product of the head's
@@ -116,8 +130,10 @@ class Engine {
   // Opens the target (and the draft when draft.path is non-empty, the feature-level draft head
   // when eagle.path is non-empty: it runs on draft_provider); preallocates KV buffers. With a
   // head, the target binds its hidden_states output (docs/bundle-format.md, models.eagle).
+  // `table` (optional) feeds prompt lookup (GenConfig.ngram_table).
   Engine(const ModelSpec& target, const ModelSpec& draft, const ProviderSpec& target_provider,
-         const ProviderSpec& draft_provider, const ModelSpec& eagle = ModelSpec());
+         const ProviderSpec& draft_provider, const ModelSpec& eagle = ModelSpec(),
+         const NgramTable& table = NgramTable());
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -1,0 +1,69 @@
+"""Prompt lookup with the bundle's n-gram table on the tiny random Llama: drafts from the table
+are verified like any other (greedy output unchanged), they are accepted when the table holds
+the target's own answers, and a damaged table stops the Session before any model loads."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from edgespec import GenerationConfig, Session
+from edgespec.export.distill.data import Corpus
+from edgespec.export.distill.ngram_table import TABLE_PATH, write_table
+
+PROMPTS = [[5, 17, 300, 42, 9], [100, 3, 77], [8, 8, 250, 61, 19, 4, 33], [401, 12]]
+
+
+def _generate(s: Session, ids: list[int], drafter: str, table: bool = True):
+    nc = s._native_config(GenerationConfig(max_new_tokens=48, drafter=drafter))
+    nc.ngram_table = table
+    nc.adaptive = False  # draft whatever the drafter offers: acceptance is then deterministic
+    nc.num_draft_tokens = 4
+    nc.eos_ids = []  # random weights: run to the length limit
+    return s._engine.generate(ids, nc)
+
+
+def _corpus(pairs: list[tuple[list[int], list[int]]]) -> Corpus:
+    ids = np.array([t for p, a in pairs for t in p + a], np.int32)  # [N]
+    lens = np.array([len(p) + len(a) for p, a in pairs], np.int32)  # [S]
+    plens = np.array([len(p) for p, _ in pairs], np.int32)  # [S]
+    return Corpus(ids, np.zeros((int(np.sum(lens - 1)), 1), np.float16), lens, plens)
+
+
+@pytest.fixture(scope="module")
+def table_bundle(tiny_bundle, tmp_path_factory):
+    """The tiny bundle plus a table of its own greedy answers to PROMPTS."""
+    b = shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("lookup") / "b")
+    with Session(b) as s:
+        answers = [list(_generate(s, p, "none").tokens) for p in PROMPTS]
+    entry = write_table(b, _corpus(list(zip(PROMPTS, answers))), {"answers": len(PROMPTS)})
+    assert entry["entries"] > 0
+    return b
+
+
+def test_table_drafts_are_accepted_and_change_nothing(table_bundle):
+    with Session(table_bundle) as s:
+        n_with = n_without = 0
+        for p in PROMPTS:
+            plain = list(_generate(s, p, "none").tokens)
+            with_table = _generate(s, p, "ngram")
+            without = _generate(s, p, "ngram", table=False)
+            assert list(with_table.tokens) == plain
+            assert list(without.tokens) == plain
+            n_with += with_table.stats.n_accept
+            n_without += without.stats.n_accept
+        # the table holds these very answers: it drafts where the text has nothing yet
+        print(n_with, n_without)
+        assert n_with > n_without
+
+
+def test_a_table_with_unsorted_keys_stops_the_session(table_bundle, tmp_path):
+    b = shutil.copytree(table_bundle, tmp_path / "b")
+    with np.load(b / TABLE_PATH) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["keys"] = arrays["keys"][::-1].copy()
+    np.savez(b / TABLE_PATH, **arrays)
+    with pytest.raises(ValueError, match="n-gram table: entry 1: keys are not strictly ascending"):
+        Session(b)
