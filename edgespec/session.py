@@ -102,8 +102,9 @@ class Session:
         target = _model_spec(b.target, hidden_states=b.eagle is not None)
         extra = {"eagle": _model_spec(b.eagle)} if b.eagle else {}
         if b.lookup is not None and b.lookup.entries:
-            arrays = load_lookup_table(b.lookup)
-            extra["table"] = _native.NgramTable(**arrays, n_min=b.lookup.n_min, n_max=b.lookup.n_max)
+            info = b.lookup
+            tables = load_lookup_table(info)
+            extra["table"] = _native.NgramTable(**tables, n_min=info.n_min, n_max=info.n_max)
         self._engine: Any = _native.Engine(target, draft, tp, dp, **extra)
         self._lock = threading.Lock()
         self._running: _Run | None = None  # the generation holding the lock, if any

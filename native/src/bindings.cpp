@@ -422,7 +422,8 @@ void bind_spec(py::module_& m) {
       py::arg("seq"), py::arg("n_min"), py::arg("n_max"), py::arg("k"),
       "Prompt lookup: (match length, k proposed tokens), (0, []) without a match.");
   s.def(
-      "ngram_key", [](const IntArray& toks) { return ngram_key(toks.data(), static_cast<int>(toks.size())); },
+      "ngram_key",
+      [](const IntArray& toks) { return ngram_key(toks.data(), static_cast<int>(toks.size())); },
       py::arg("tokens"), "Key of an n-gram table context (ngram_table.h).");
   s.def(
       "table_draft",

@@ -89,6 +89,6 @@ std::unique_ptr<Drafter> make_model_drafter(std::unique_ptr<Model> draft);
 // tree_ok: the target verifies trees (Model::has_tree): greedy head steps may add siblings.
 std::unique_ptr<Drafter> make_eagle_drafter(std::unique_ptr<Model> head,
                                             std::vector<int32_t> token_map, int target_vocab,
-                                            bool tree_ok);
+                                            bool tree_ok, std::shared_ptr<const NgramIndex> table);
 
 }  // namespace edgespec

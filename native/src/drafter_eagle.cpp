@@ -13,7 +13,9 @@
 // Copy path: when the last copy_match tokens occurred earlier (prompt lookup, lookup.h, matched
 // up to ngram_max tokens), the step proposes what followed them instead (a long exact match
 // predicts summaries and answers over a passage better than the head); the head then catches
-// up over the gap next time. Draft class: 0 for the head, the match length for a copy.
+// up over the gap next time. Without a copy, the bundle's n-gram table drafts when it has a
+// confident continuation (GenConfig.ngram_table; ngram_table.h), else the head. Draft class: 0
+// for the head, the match length for a copy, TableStep::kClass + context length for the table.
 // Draft length: a copy may run up to k (default 8, as prompt lookup); the head's chain stops at
 // kHeadDepth, at k, or once its confidence drops below draft_confidence, whichever comes first.
 // Siblings (greedy, on a target that verifies trees, GenConfig.sibling_min > 0): at each depth i
@@ -30,6 +32,7 @@
 #include "drafter.h"
 #include "lookup.h"
 #include "model.h"
+#include "ngram_table.h"
 #include "spec_math.h"
 
 namespace edgespec {
@@ -43,7 +46,7 @@ constexpr int kHeadDepth = 4;
 class EagleDrafter final : public Drafter {
  public:
   EagleDrafter(std::unique_ptr<Model> head, std::vector<int32_t> token_map, int target_vocab,
-               bool tree_ok)
+               bool tree_ok, std::shared_ptr<const NgramIndex> table)
       : head_(std::move(head)),
         map_(std::move(token_map)),
         target_vocab_(target_vocab),
@@ -51,6 +54,7 @@ class EagleDrafter final : public Drafter {
         store_(static_cast<size_t>(head_->capacity()) * h_, 0.0f),
         q_draft_(head_->vocab(), 0.0f),
         idx_(head_->vocab(), 0),
+        table_(std::move(table)),
         tree_ok_(tree_ok) {
     if (head_->hidden() == nullptr || h_ <= 0) {
       throw std::invalid_argument("eagle head: hidden_states output and hidden_size are required");
@@ -73,6 +77,7 @@ class EagleDrafter final : public Drafter {
     copy_min_ = cfg.copy_match;
     min_confidence_ = cfg.draft_confidence;
     copy_max_ = cfg.ngram_max;
+    use_table_ = table_ != nullptr && cfg.ngram_table;
     const int len = static_cast<int>(prompt.size());
     if (n_written_ != len) {
       throw std::runtime_error("eagle drafter: the target's features cover " +
@@ -87,13 +92,21 @@ class EagleDrafter final : public Drafter {
   }
 
   int draft_class(const std::vector<int32_t>& committed) override {
-    return match_.find(committed, copy_min_, copy_max_);  // 0: no copy, the head drafts
+    const int m = match_.find(committed, copy_min_, copy_max_);  // 0: no copy
+    table_step_.clear();
+    if (m == 0 && use_table_) {
+      const int cls = table_step_.find(table_.get(), committed);
+      if (cls >= 0) return cls;
+    }
+    return m;  // 0: the head drafts
   }
 
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
-    if (match_.found()) {
+    if (table_step_.found() || match_.found()) {
       out.has_q = false;  // a deterministic proposal: q is one-hot
-      out.set_chain(match_.copy(committed, k, out.tokens.data()));
+      const bool table = table_step_.found();
+      out.set_chain(table ? table_step_.copy(k, out.tokens.data())
+                          : match_.copy(committed, k, out.tokens.data()));
       return out.n;
     }
     out.has_q = !greedy_;
@@ -215,9 +228,12 @@ class EagleDrafter final : public Drafter {
   int copy_min_ = 3;         // copy path: shortest match that makes a lookup proposal (0 = never)
   int copy_max_ = 8;         // copy path: matches are counted up to this length (ngram_max)
   lookup::StepMatch match_;  // this step's copy match (draft_class -> propose)
-  bool tree_ok_;             // the target verifies trees (Model::has_tree)
-  bool tree_ = false;        // this generation may draft siblings (tree_ok_, greedy, > 0)
-  double sibling_min_ = 0;   // GenConfig.sibling_min
+  std::shared_ptr<const NgramIndex> table_;  // the bundle's n-gram table (null: none)
+  bool use_table_ = false;                   // this generation drafts from it (ngram_table)
+  TableStep table_step_;                     // this step's table draft, when there is no copy
+  bool tree_ok_;                             // the target verifies trees (Model::has_tree)
+  bool tree_ = false;             // this generation may draft siblings (tree_ok_, greedy, > 0)
+  double sibling_min_ = 0;        // GenConfig.sibling_min
   int32_t sibling_[kHeadDepth];   // int32 [kHeadDepth]: the head's second choice per depth
   double sibling_p_[kHeadDepth];  // [kHeadDepth]: its probability of being the path (head's)
 };
@@ -226,9 +242,9 @@ class EagleDrafter final : public Drafter {
 
 std::unique_ptr<Drafter> make_eagle_drafter(std::unique_ptr<Model> head,
                                             std::vector<int32_t> token_map, int target_vocab,
-                                            bool tree_ok) {
+                                            bool tree_ok, std::shared_ptr<const NgramIndex> table) {
   return std::make_unique<EagleDrafter>(std::move(head), std::move(token_map), target_vocab,
-                                        tree_ok);
+                                        tree_ok, std::move(table));
 }
 
 }  // namespace edgespec

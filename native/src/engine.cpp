@@ -187,8 +187,9 @@ struct Engine::Impl {
 
   std::unique_ptr<Model> target;
   std::unique_ptr<Drafter> ngram;
-  std::unique_ptr<Drafter> model_drafter;  // null without a draft model
-  std::unique_ptr<Drafter> eagle_drafter;  // null without an eagle head
+  std::shared_ptr<const NgramIndex> table_index;  // the bundle's n-gram table (null: none)
+  std::unique_ptr<Drafter> model_drafter;         // null without a draft model
+  std::unique_ptr<Drafter> eagle_drafter;         // null without an eagle head
   int vocab = 0;
   int capacity = 0;
   std::vector<int32_t> committed;  // int32 [capacity + 1] reserved: prompt + generated
@@ -226,7 +227,8 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
   const bool eagle = !eagle_spec.path.empty();
   if (eagle) validate_eagle(eagle_spec, target_spec);
   std::shared_ptr<const NgramIndex> index;  // validated before any model loads
-  if (!table.keys.empty()) index = std::make_shared<const NgramIndex>(table, target_spec.vocab_size);
+  if (!table.keys.empty())
+    index = std::make_shared<const NgramIndex>(table, target_spec.vocab_size);
   // A target and a draft (or head) that alternate on the CPU share one thread pool (ort_loader.h).
   const bool shared = (!draft_spec.path.empty() || eagle) && tp.name == "cpu" && dp.name == "cpu";
   ModelSpec t = target_spec;
@@ -234,6 +236,7 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
   target = std::make_unique<Model>(t, tp, kMaxWidth, prefill_width(tp), shared);
   vocab = target->vocab();
   capacity = target->capacity();
+  table_index = index;
   ngram = make_ngram_drafter(std::move(index));
   if (!draft_spec.path.empty()) open_draft(draft_spec, target_spec, dp, shared);
   if (eagle) open_eagle(eagle_spec, target_spec, dp, shared);
@@ -278,7 +281,7 @@ void Engine::Impl::open_eagle(const ModelSpec& eagle_spec, const ModelSpec& targ
   auto head = std::make_unique<Model>(eagle_spec, dp, kMaxWidth, prefill_width(dp), shared);
   capacity = std::min(capacity, head->capacity());
   eagle_drafter = make_eagle_drafter(std::move(head), eagle_spec.token_map, target_spec.vocab_size,
-                                     target->has_tree());
+                                     target->has_tree(), table_index);
 }
 
 // The cost-aware policy of a drafter (null: none).
@@ -521,8 +524,7 @@ bool Engine::Impl::commit(const int32_t* tokens, int n) {
 }
 
 Engine::Engine(const ModelSpec& target, const ModelSpec& draft, const ProviderSpec& target_provider,
-               const ProviderSpec& draft_provider, const ModelSpec& eagle,
-               const NgramTable& table)
+               const ProviderSpec& draft_provider, const ModelSpec& eagle, const NgramTable& table)
     : impl_(std::make_unique<Impl>(target, draft, target_provider, draft_provider, eagle, table)) {}
 
 Engine::~Engine() = default;

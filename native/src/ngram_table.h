@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
+#include "draft_policy.h"
 #include "edgespec/engine.h"
 
 namespace edgespec {
@@ -38,6 +40,36 @@ class NgramIndex {
  private:
   int find(uint64_t key) const;  // entry index, -1 = absent
   NgramTable t_;
+};
+
+// One step's table draft: a drafter's draft_class() finds it, its propose() copies it (the
+// engine calls them in that order for the same sequence, as lookup::StepMatch).
+class TableStep {
+ public:
+  // Table drafts' policy classes: kClass + the context length behind the first draft, above any
+  // prompt-lookup match length that commonly occurs (draft_policy.h).
+  static constexpr int kClass = kDraftClasses - 1 - NgramIndex::kMaxOrder;
+
+  // Drafts after seq from `index` (null: none); returns the draft class, -1 when none.
+  int find(const NgramIndex* index, const std::vector<int32_t>& seq) {
+    int order = 0;
+    n_ = index == nullptr ? 0
+                          : index->draft(seq.data(), static_cast<int>(seq.size()),
+                                         NgramIndex::kMaxDraft, draft_, &order);
+    return n_ > 0 ? kClass + order : -1;
+  }
+  bool found() const { return n_ > 0; }
+  void clear() { n_ = 0; }
+  // Copies min(k, found) drafted tokens into out; returns the count.
+  int copy(int k, int32_t* out) const {
+    const int n = k < n_ ? k : n_;
+    for (int i = 0; i < n; ++i) out[i] = draft_[i];
+    return n;
+  }
+
+ private:
+  int32_t draft_[NgramIndex::kMaxDraft] = {};  // int32 [kMaxDraft]: this step's draft
+  int n_ = 0;                                  // its length (0: none)
 };
 
 }  // namespace edgespec

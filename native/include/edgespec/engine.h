@@ -77,8 +77,9 @@ struct GenConfig {
   int ngram_max = 8;              // prompt lookup: longest n-gram to match (the longest match
                                   // wins, then the most recent); longer ones earn longer drafts
   int ngram_min = 1;              // prompt lookup: shortest n-gram to match
-  bool ngram_table = true;        // prompt lookup: when the conversation has no match of 2+
-                                  // tokens, draft from the bundle's n-gram table (if it has one)
+  bool ngram_table = true;        // draft from the bundle's n-gram table (if it has one) where
+                                  // the conversation offers no copy: drafter "ngram" below a
+                                  // 2-token match, "eagle" below copy_match (before its head)
   int copy_match = 3;             // drafter "eagle": copy by prompt lookup instead of running the
                                   // head when a match is at least this long (0 = never)
   float draft_confidence = 0.3f;  // drafter "eagle": stop drafting once the product of the head's

@@ -30,7 +30,7 @@ def corpus(*seqs: tuple[list[int], list[int]]) -> Corpus:
 def entries(table: dict) -> dict[tuple, tuple[int, int, int]]:
     return {
         int(k): (int(n), int(h), int(t))
-        for k, n, h, t in zip(table["keys"], table["next"], table["hits"], table["total"])
+        for k, n, h, t in zip(*(table[n] for n in ARRAYS), strict=True)
     }
 
 
