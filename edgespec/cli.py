@@ -246,6 +246,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
             info[f"{role}_overhead"] = round(m.file_bytes / b.target.file_bytes, 3)
     if b.eagle:
         info["eagle_training"] = b.eagle.raw.get("training", {})
+    if b.lookup:
+        lk = b.lookup
+        size = lk.path.stat().st_size
+        info["lookup"] = {"entries": lk.entries, "n_min": lk.n_min, "n_max": lk.n_max,
+                          "size_mb": round(size / 2**20, 1)}  # fmt: skip
+        info["lookup_overhead"] = round(size / max(1, b.target.file_bytes), 3)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -258,9 +264,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"vocab {m['vocab_size']}, "
             f"{m['size_mb']} MB  {m['source']}"
         )
-    for role in ("draft", "eagle"):
+    if "lookup" in info:
+        lk = info["lookup"]
+        print(
+            f"lookup   n-gram table for prompt lookup: {lk['entries']} entries, contexts of "
+            f"{lk['n_min']}-{lk['n_max']} tokens, {lk['size_mb']} MB"
+        )
+    for role in ("draft", "eagle", "lookup"):
         if f"{role}_overhead" in info:
-            print(f"{role:8} adds {info[f'{role}_overhead']:.0%} of the target's size on disk")
+            print(f"{role:8} adds {info[f'{role}_overhead']:.1%} of the target's size on disk")
     return 0
 
 

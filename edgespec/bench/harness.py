@@ -133,6 +133,7 @@ def make_plan(cfg: BenchConfig, progress: Progress | None = None) -> Plan:
             "num_draft_tokens": cfg.num_draft_tokens,
             "threads": cfg.threads,
             "provider": cfg.provider,
+            "ngram_table_entries": lk.entries if (lk := session.bundle.lookup) else 0,
         }
         plan.skipped += [
             {"runtime": "edgespec", "method": m, "reason": r} for m, r in es.methods.items() if r

@@ -174,6 +174,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"load average {m.get('load_average_start')} at "
         f"the start, {m.get('load_average_end')} at the end; {m['os']}, Python {m['python']}.",
         f"- Versions: {versions}; ONNX Runtime {m['onnxruntime']}; git {m.get('git_commit')}.",
+        *_table_line(results),
         f"- Run time {results['elapsed_s'] / 60:.1f} min; {results['created']}.",
         "",
         table(results),
@@ -204,6 +205,17 @@ def markdown(results: dict[str, Any]) -> str:
             for n in results["notes"]
         ]
     return "\n".join(out) + "\n"
+
+
+def _table_line(results: dict[str, Any]) -> list[str]:
+    """A line saying that edgespec's drafters drew on the bundle's n-gram table, if they did."""
+    n = results["runtimes"].get("edgespec", {}).get("ngram_table_entries")
+    if not n:
+        return []
+    return [
+        f"- The bundle has an n-gram table ({n} entries): edgespec's prompt lookup and draft "
+        "head draft from it where the conversation offers no copy."
+    ]
 
 
 DEFINITIONS = [

@@ -263,3 +263,13 @@ def test_results_md_names_the_provider_and_gpus(bench_run):
     results["config"]["provider"] = "cuda"
     line = next(x for x in markdown(results).splitlines() if x.startswith("- Machine:"))
     assert "GB; GPU NVIDIA H200, 580.159.04, 143771 MiB;" in line and "edgespec on cuda;" in line
+
+
+def test_results_md_says_when_drafters_had_an_ngram_table(bench_run):
+    from edgespec.bench.report import markdown
+
+    results = json.loads((bench_run / "results.json").read_text())
+    assert results["runtimes"]["edgespec"]["ngram_table_entries"] == 0  # the tiny bundle has none
+    assert "n-gram table" not in markdown(results)
+    results["runtimes"]["edgespec"]["ngram_table_entries"] = 1234
+    assert "- The bundle has an n-gram table (1234 entries)" in markdown(results)

@@ -4,6 +4,7 @@ the target's own answers, and a damaged table stops the Session before any model
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -86,3 +87,18 @@ def test_the_head_drafter_uses_the_table_where_it_cannot_copy(table_bundle, tmp_
             n_with += with_table.stats.n_accept
             n_without += without.stats.n_accept
         assert n_with >= len(PROMPTS) * 48 // 2 > n_without
+
+
+def test_cli_info_reports_the_table(table_bundle, capsys):
+    from edgespec.cli import main as cli_main
+
+    assert cli_main(["info", str(table_bundle)]) == 0
+    assert "lookup   n-gram table for prompt lookup: " in capsys.readouterr().out
+    assert cli_main(["info", str(table_bundle), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    entries = json.loads((table_bundle / "edgespec.json").read_text())["lookup"]["entries"]
+    assert info["lookup"]["entries"] == entries and (
+        info["lookup"]["n_min"],
+        info["lookup"]["n_max"],
+    ) == (2, 4)
+    assert 0 < info["lookup_overhead"] < 1
