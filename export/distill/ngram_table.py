@@ -28,6 +28,7 @@ TABLE_PATH = "lookup/ngrams.npz"  # inside the bundle
 N_MIN = 2  # shortest context an entry keys on (1 token predicts too little)
 N_MAX = 4  # longest (longer keys repeat too rarely in a 1M-token corpus to matter)
 MIN_HITS = 2  # an entry's top continuation was seen at least this often (singletons dropped)
+_DTYPES = {"keys": np.uint64, "next": np.int32, "hits": np.uint32, "total": np.uint32}
 
 
 def ngram_keys(windows: np.ndarray) -> np.ndarray:
@@ -46,6 +47,8 @@ def _pairs(corpus: Corpus, n: int) -> tuple[np.ndarray, np.ndarray]:
     ids = corpus.ids  # int32 [N]
     starts = np.repeat(corpus.tok_off[:-1], corpus.lens)  # [N]: first position of each sequence
     answer = starts + np.repeat(corpus.prompt_lens, corpus.lens)  # [N]: its first answer position
+    if len(ids) <= n:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int32)
     nxt = np.arange(n, len(ids))  # [N - n]: position of the predicted token
     ok = (nxt - n >= starts[nxt]) & (nxt >= answer[nxt])  # window inside, target in the answer
     nxt = nxt[ok]  # [M]
@@ -64,13 +67,15 @@ def build_table(corpus: Corpus, n_min: int = N_MIN, n_max: int = N_MAX, min_hits
     nxt = np.concatenate([p[1] for p in parts])  # [M]
     order = np.lexsort((nxt, keys))  # by key, then next token
     keys, nxt = keys[order], nxt[order]
+    if not len(keys):
+        return {name: np.zeros(0, dt) for name, dt in _DTYPES.items()}
     new_pair = np.ones(len(keys), bool)  # [M]: first of a (key, next) run
     new_pair[1:] = (keys[1:] != keys[:-1]) | (nxt[1:] != nxt[:-1])
     p_start = np.flatnonzero(new_pair)  # [P]
     p_count = np.diff(np.append(p_start, len(keys)))  # [P]
     p_key, p_next = keys[p_start], nxt[p_start]  # [P]
     k_start = np.flatnonzero(np.append(True, p_key[1:] != p_key[:-1]))  # [E]: first pair per key
-    total = np.add.reduceat(p_count, k_start) if len(p_count) else p_count  # [E]
+    total = np.add.reduceat(p_count, k_start)  # [E]
     group = np.repeat(np.arange(len(k_start)), np.diff(np.append(k_start, len(p_key))))  # [P]
     rank = np.lexsort((p_next, -p_count, group))  # groups stay in place: top pair first in each
     top = rank[k_start]  # [E]: the largest count, then the lowest next id

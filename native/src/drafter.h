@@ -87,6 +87,7 @@ std::unique_ptr<Drafter> make_model_drafter(std::unique_ptr<Model> draft);
 // A feature-level draft head (docs/bundle-format.md, models.eagle) drafting from the target's
 // hidden states. token_map: int32 [head vocab], draft id -> target id (validated by the engine).
 // tree_ok: the target verifies trees (Model::has_tree): greedy head steps may add siblings.
+// table (nullable): drafts where no copy is found, before the head (GenConfig.ngram_table).
 std::unique_ptr<Drafter> make_eagle_drafter(std::unique_ptr<Model> head,
                                             std::vector<int32_t> token_map, int target_vocab,
                                             bool tree_ok, std::shared_ptr<const NgramIndex> table);

@@ -226,9 +226,8 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
                    const NgramTable& table) {
   const bool eagle = !eagle_spec.path.empty();
   if (eagle) validate_eagle(eagle_spec, target_spec);
-  std::shared_ptr<const NgramIndex> index;  // validated before any model loads
-  if (!table.keys.empty())
-    index = std::make_shared<const NgramIndex>(table, target_spec.vocab_size);
+  if (!table.keys.empty())  // validated before any model loads
+    table_index = std::make_shared<const NgramIndex>(table, target_spec.vocab_size);
   // A target and a draft (or head) that alternate on the CPU share one thread pool (ort_loader.h).
   const bool shared = (!draft_spec.path.empty() || eagle) && tp.name == "cpu" && dp.name == "cpu";
   ModelSpec t = target_spec;
@@ -236,8 +235,7 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
   target = std::make_unique<Model>(t, tp, kMaxWidth, prefill_width(tp), shared);
   vocab = target->vocab();
   capacity = target->capacity();
-  table_index = index;
-  ngram = make_ngram_drafter(std::move(index));
+  ngram = make_ngram_drafter(table_index);
   if (!draft_spec.path.empty()) open_draft(draft_spec, target_spec, dp, shared);
   if (eagle) open_eagle(eagle_spec, target_spec, dp, shared);
   ngram_policy.reset_costs(kMaxDraftTokens);

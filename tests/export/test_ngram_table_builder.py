@@ -68,6 +68,12 @@ def test_ties_go_to_the_lower_id_and_singletons_are_dropped():
     assert np.all(keys[1:] > keys[:-1])  # ascending, unique
 
 
+def test_a_corpus_without_contexts_gives_an_empty_table():
+    table = build_table(corpus(([1], [2])), n_min=2, n_max=4)
+    want = {"keys": np.uint64, "next": np.int32, "hits": np.uint32, "total": np.uint32}
+    assert {k: (v.dtype, len(v)) for k, v in table.items()} == {k: (d, 0) for k, d in want.items()}
+
+
 def test_bad_orders_are_refused():
     with pytest.raises(ValueError, match="n_min <= n_max"):
         build_table(corpus(([1], [2, 3])), n_min=3, n_max=2)
