@@ -46,20 +46,26 @@ def table_bundle(tiny_bundle, tmp_path_factory):
     return b
 
 
-def test_table_drafts_are_accepted_and_change_nothing(table_bundle):
-    with Session(table_bundle) as s:
-        n_with = n_without = 0
+def _accepted(bundle, drafter: str) -> tuple[int, int]:
+    """Drafts accepted over PROMPTS with the table and without it; both outputs must equal
+    plain decoding."""
+    n_with = n_without = 0
+    with Session(bundle) as s:
         for p in PROMPTS:
             plain = list(_generate(s, p, "none").tokens)
-            with_table = _generate(s, p, "ngram")
-            without = _generate(s, p, "ngram", table=False)
-            assert list(with_table.tokens) == plain
-            assert list(without.tokens) == plain
+            with_table = _generate(s, p, drafter)
+            without = _generate(s, p, drafter, table=False)
+            assert list(with_table.tokens) == plain == list(without.tokens)
             n_with += with_table.stats.n_accept
             n_without += without.stats.n_accept
-        # the table holds these very answers: it drafts where the text has nothing yet
-        assert n_without == 0  # the short prompts hold no 2-token match
-        assert n_with >= len(PROMPTS) * 48 // 2
+    return n_with, n_without
+
+
+def test_table_drafts_are_accepted_and_change_nothing(table_bundle):
+    n_with, n_without = _accepted(table_bundle, "ngram")
+    # the table holds these very answers: it drafts where the text has nothing yet
+    assert n_without == 0  # the short prompts hold no 2-token match
+    assert n_with >= len(PROMPTS) * 48 // 2
 
 
 def test_a_table_with_unsorted_keys_stops_the_session(table_bundle, tmp_path):
@@ -76,17 +82,8 @@ def test_the_head_drafter_uses_the_table_where_it_cannot_copy(table_bundle, tmp_
     """Drafter "eagle" with a random head: the table's drafts are the ones that get accepted."""
     from test_engine_eagle import with_random_eagle
 
-    b = with_random_eagle(table_bundle, tmp_path / "eagle")
-    with Session(b) as s:
-        n_with = n_without = 0
-        for p in PROMPTS:
-            plain = list(_generate(s, p, "none").tokens)
-            with_table = _generate(s, p, "eagle")
-            without = _generate(s, p, "eagle", table=False)
-            assert list(with_table.tokens) == plain == list(without.tokens)
-            n_with += with_table.stats.n_accept
-            n_without += without.stats.n_accept
-        assert n_with >= len(PROMPTS) * 48 // 2 > n_without
+    n_with, n_without = _accepted(with_random_eagle(table_bundle, tmp_path / "eagle"), "eagle")
+    assert n_with >= len(PROMPTS) * 48 // 2 > n_without
 
 
 def test_cli_info_reports_the_table(table_bundle, capsys):
