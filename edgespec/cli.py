@@ -267,7 +267,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if "lookup" in info:
         lk = info["lookup"]
         print(
-            f"lookup   n-gram table for prompt lookup: {lk['entries']} entries, contexts of "
+            f"lookup   n-gram table for drafting: {lk['entries']} entries, contexts of "
             f"{lk['n_min']}-{lk['n_max']} tokens, {lk['size_mb']} MB"
         )
     for role in ("draft", "eagle", "lookup"):

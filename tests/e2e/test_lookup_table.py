@@ -90,7 +90,7 @@ def test_cli_info_reports_the_table(table_bundle, capsys):
     from edgespec.cli import main as cli_main
 
     assert cli_main(["info", str(table_bundle)]) == 0
-    assert "lookup   n-gram table for prompt lookup: " in capsys.readouterr().out
+    assert "lookup   n-gram table for drafting: " in capsys.readouterr().out
     assert cli_main(["info", str(table_bundle), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     entries = json.loads((table_bundle / "edgespec.json").read_text())["lookup"]["entries"]
