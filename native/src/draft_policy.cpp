@@ -31,12 +31,14 @@ int choose_draft_length(const double* accept, const double* cost, int k_max, dou
 
 void DraftPolicy::reset_acceptance(int k_max, double prior_accept, bool use_times) {
   if (k_max + 2 > static_cast<int>(t_width_.size())) reset_costs(k_max);
+  const bool carry = use_times && use_times_ && k_max == k_max_ && prior_accept == prior_accept_;
   k_max_ = k_max;
   use_times_ = use_times;
   prior_accept_ = prior_accept;
+  zero_streak_ = 0;
+  if (carry) return;  // greedy after greedy: keep what the classes showed
   std::fill(reached_.begin(), reached_.end(), 0.0);
   std::fill(accepted_.begin(), accepted_.end(), 0.0);
-  zero_streak_ = 0;
 }
 
 void DraftPolicy::reset_costs(int k_limit) {

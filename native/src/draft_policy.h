@@ -30,6 +30,12 @@ class DraftPolicy {
   // observation. Measured times are kept (they belong to the model and the machine), and used
   // only when `use_times`: a sampled generation must not depend on timings, or the same seed
   // would give different tokens (the sample path depends on k), so it uses the priors.
+  // Acceptance counts carry over from the previous generation when both use times (greedy) with
+  // the same k_max and prior: a class's acceptance belongs to the drafter and the model more than
+  // to one prompt, and a 256-token answer is ~100 steps spread over up to 17 classes, so a fresh
+  // start spends many of them relearning (the EMA still forgets old prompts within ~10 steps of
+  // a class). A sampled generation starts from the prior, and so does the greedy one after it:
+  // its draft lengths, hence its tokens, must not depend on earlier generations.
   void reset_acceptance(int k_max, double prior_accept, bool use_times);
   // Prior drafting cost per token relative to a target step (e.g. the draft/target weight
   // bytes: decoding is memory-bound); used until measured, and always when !use_times.

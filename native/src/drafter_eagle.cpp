@@ -16,7 +16,7 @@
 // up over the gap next time. Without a copy, the bundle's n-gram table drafts when it has a
 // confident continuation (GenConfig.ngram_table; ngram_table.h), else the head. Draft class: 0
 // for the head, the match length for a copy, TableStep::kClass + context length for the table.
-// Draft length: a copy may run up to k (default 8, as prompt lookup); the head's chain stops at
+// Draft length: a copy may run up to k (default 16, as prompt lookup); the head's chain stops at
 // kHeadDepth, at k, or once its confidence drops below draft_confidence, whichever comes first.
 // Siblings (greedy, on a target that verifies trees, GenConfig.sibling_min > 0): at each depth i
 // of the head's chain, its second choice s_i joins the verify as a leaf beside d_i when the
@@ -157,7 +157,9 @@ class EagleDrafter final : public Drafter {
     verify_pos_ = pos;
   }
 
-  int default_k() const override { return 8; }  // a copy's bound; the head's is kHeadDepth
+  int default_k() const override {
+    return 16;
+  }  // a copy's bound (as prompt lookup's); the head's is kHeadDepth
   bool stochastic(const GenConfig& cfg) const override { return cfg.temperature > 0.0f; }
 
  private:

@@ -186,7 +186,7 @@ def test_greedy_eagle_equals_plain(engine, prompts, reference, extra):
     for p, want in zip(prompts, reference, strict=True):
         r = engine.generate(p, config(drafter="eagle", **extra))
         assert list(r.tokens) == want, p
-        check_stats(r, p, extra.get("num_draft_tokens", 8))
+        check_stats(r, p, extra.get("num_draft_tokens", COPY_DEFAULT_K))
         accepted += r.stats.n_accept
         drafted += r.stats.n_draft
     print(f"eagle {extra}: accepted {accepted}/{drafted}")
@@ -231,6 +231,7 @@ def lookup_copy(seq: list[int], k: int, n: int = 3, n_max: int = 8) -> list[int]
 
 
 HEAD_DEPTH = 4  # drafter_eagle.cpp kHeadDepth: the head's longest chain (a copy may be longer)
+COPY_DEFAULT_K = 16  # drafter_eagle.cpp default_k(): a copy's bound without num_draft_tokens
 
 
 def top_two(row: np.ndarray) -> tuple[float, int, float]:

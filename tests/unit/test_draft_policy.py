@@ -136,3 +136,27 @@ def test_one_slow_forward_does_not_price_a_width_out():
     assert p.choose(0) == 4
     p.observe(0, 4, 4, 50e-3, 0.0)
     assert p.choose(0) == 4
+
+
+def test_greedy_generations_carry_acceptance_sampled_ones_start_afresh():
+    """A greedy generation (use_times) after a greedy one with the same k_max and prior keeps the
+    classes' acceptance; a sampled one starts from the prior (its tokens must not depend on
+    earlier generations), and so does the greedy one after it, or one with another k_max."""
+    p = _policy()
+    _observe(p, 6, 8, 1.0, 30)
+    _observe(p, 1, 8, 0.0, 30)
+    assert p.choose(6) == 8 and p.choose(1) == 0
+    p.reset_acceptance(8, 0.5, True)  # the next greedy generation
+    assert p.choose(6) == 8 and p.choose(1) == 0
+    for reset in ((8, 0.5, False), (8, 0.5, True)):  # sampled, then greedy again
+        p.reset_acceptance(*reset)
+        assert p.choose(1) > 0
+    assert p.choose(6) < 8  # back at the prior
+    q = _policy()
+    _observe(q, 1, 8, 0.0, 30)
+    q.reset_acceptance(7, 0.5, True)  # another draft bound: a fresh start
+    assert q.choose(1) > 0
+    q = _policy()
+    _observe(q, 1, 8, 0.0, 30)
+    q.reset_acceptance(8, 0.6, True)  # another prior (another drafter's): a fresh start
+    assert q.choose(1) > 0
