@@ -6,6 +6,8 @@ Opens the target graph in an onnxruntime Python session with profiling on, runs 
 each width at a fixed context, and prints per provider and op type: node count and kernel time
 (ms per call). A node that the provider cannot run falls back to the CPU, with copies around it;
 this shows where. Needs the onnxruntime package of the provider (onnxruntime-gpu for cuda).
+With edgespec's attention op, ORT Python binds present and past KV to different buffers, so
+the op's time here includes a full KV copy per layer that the engine (shared buffers) never does.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ def profile(bundle: Path, provider: str, context: int, widths: list[int], reps: 
     import onnxruntime as ort
 
     m = json.loads((bundle / "edgespec.json").read_text())["models"]["target"]
+    from edgespec._ort import ops_library
+
     so = ort.SessionOptions()
+    so.register_custom_ops_library(ops_library())  # ai.edgespec ops (edgespec attention, int4)
     so.enable_profiling = True
     so.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
     providers = [EPS[provider]] + (["CPUExecutionProvider"] if provider != "cpu" else [])
