@@ -46,9 +46,9 @@ def _feeds(m: dict, inputs: list[str], context: int, width: int) -> dict[str, np
 def profile(bundle: Path, provider: str, context: int, widths: list[int], reps: int) -> None:
     import onnxruntime as ort
 
-    m = json.loads((bundle / "edgespec.json").read_text())["models"]["target"]
     from edgespec._ort import ops_library
 
+    m = json.loads((bundle / "edgespec.json").read_text())["models"]["target"]
     so = ort.SessionOptions()
     so.register_custom_ops_library(ops_library())  # ai.edgespec ops (edgespec attention, int4)
     so.enable_profiling = True

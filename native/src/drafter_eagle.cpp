@@ -157,8 +157,8 @@ class EagleDrafter final : public Drafter {
     verify_pos_ = pos;
   }
 
-  // A copy's bound (as prompt lookup's); the head's own chain stops at kHeadDepth.
-  int default_k() const override { return 16; }
+  // A copy's bound; the head's own chain stops at kHeadDepth.
+  int default_k() const override { return lookup::kCopyDraft; }
   bool stochastic(const GenConfig& cfg) const override { return cfg.temperature > 0.0f; }
 
  private:

@@ -231,7 +231,7 @@ def lookup_copy(seq: list[int], k: int, n: int = 3, n_max: int = 8) -> list[int]
 
 
 HEAD_DEPTH = 4  # drafter_eagle.cpp kHeadDepth: the head's longest chain (a copy may be longer)
-COPY_DEFAULT_K = 16  # drafter_eagle.cpp default_k(): a copy's bound without num_draft_tokens
+COPY_DEFAULT_K = 16  # lookup.h kCopyDraft: a copy's bound without num_draft_tokens
 
 
 def top_two(row: np.ndarray) -> tuple[float, int, float]:
