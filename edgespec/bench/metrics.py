@@ -6,7 +6,7 @@ Definitions (one record = one method answering one turn of one question):
   turns (prefill included), as Spec-Bench computes it;
 - speedup on a question = that speed / the speed of the reference plain decoding on the same
   question in the same run; a category's speedup is the median over its questions;
-  `specbench_speedup` is Spec-Bench's own aggregate (mean speed / mean reference speed);
+  `speedup.specbench` is Spec-Bench's own aggregate (mean speed / mean reference speed);
 - mean accepted tokens (tau) = tokens committed after the first / target forward steps after
   the prefill, pooled over the category's turns (1.0 for plain decoding);
 - identity = the turn's tokens equal the reference plain decoding's tokens (greedy: lossless

@@ -98,10 +98,16 @@ def test_results_json_has_every_figure(bench_run):
 def test_results_md_has_the_leaderboard_rows(bench_run):
     md = (bench_run / "results.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| Runtime"))
-    for col in ("MT-bench", "Translation", "Overall speedup", "Mean accepted tokens", "tok/s"):
+    for col in ("MT-bench", "Translation", "Overall speedup", "Spec-Bench speedup", "tok/s"):
         assert col in header
+    assert "Mean accepted tokens" in header
     assert "| edgespec | plain | 1.00× | 1.00× |" in md
     assert "| edgespec | prompt lookup |" in md
+    lookup = next(x for x in md.splitlines() if x.startswith("| edgespec | prompt lookup |"))
+    col = [c.strip() for c in header.split("|")].index("Spec-Bench speedup")
+    overall = json.loads((bench_run / "results.json").read_text())["summary"]["edgespec/ngram"]
+    specbench = overall["overall"]["speedup"]["specbench"]
+    assert [c.strip() for c in lookup.split("|")][col] == f"{specbench:.2f}×"
     assert "| edgespec | draft model | skipped: bundle has no draft model |" in md
     drafters = md.split("edgespec's drafters:")[1]
     assert "Drafter cost / target step" in drafters and "| prompt lookup |" in drafters
@@ -205,6 +211,20 @@ def test_summarize_pairs_methods_per_question():
     assert s["speedup"]["specbench"] == pytest.approx(((10 + 12) / 2) / ((5 + 3) / 2))
     assert s["mean_accepted_tokens"] == pytest.approx((4 + 2) / (2 + 1))
     assert s["identical_rate"] == 0.5 and s["peak_rss_mb"] == 2.0
+    # The leaderboard shows both: the median (3.00x) and Spec-Bench's aggregate (2.75x).
+    from edgespec.bench.report import table
+
+    results = {
+        "methods": ["edgespec/none", "edgespec/ngram"],
+        "summary": summarize(recs, methods, ("edgespec", "none")),
+        "skipped": [],
+        "questions": [{"group": "qa"}],
+    }
+    lines = table(results).splitlines()
+    col = [c.strip() for c in lines[0].split("|")].index("Spec-Bench speedup")
+    row = next(x for x in lines if x.startswith("| edgespec | prompt lookup |"))
+    assert [c.strip() for c in row.split("|")][col] == "2.75×"
+    assert "| 3.00× (" in row
 
 
 def test_peers_flag_accepts_none_all_and_names():
