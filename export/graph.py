@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .graph_rope import rope_caches
 from .model_ir import SUPPORTED_ARCHITECTURES, LoadedModel, QuantizedWeight, Weight
-from .quantize import concat_quantized, pack_matmulnbits, quantize_rtn
+from .quantize import Q4_BLOCK, concat_quantized, pack_matmulnbits, pack_q4_tiles, quantize_rtn
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 IR_VERSION = 10  # ORT 1.31 rejects newer IR versions
@@ -25,6 +25,7 @@ OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
 MS = "com.microsoft"
 EDGESPEC_DOMAIN = "ai.edgespec"  # edgespec's CPU custom ops (native/src/ops/attention_op.h)
 ATTENTIONS = ("auto", "gqa", "edgespec")
+INT4_OPS = ("auto", "matmulnbits")
 
 # Graph I/O names (recorded verbatim in the manifest).
 IO_NAMES = {
@@ -63,6 +64,11 @@ class GraphOptions:
     # equals one-token decode steps bit for bit; auto: edgespec, gqa for fp16 (a GPU precision).
     # An edgespec graph also adds GGUF Q4_1 offsets with one ai.edgespec BlockOffset node.
     attention: str = "auto"
+    # 4-bit linear layers of a CPU graph (edgespec attention) whose weights have float16 offsets
+    # (GGUF Q4_1: w = d q + m) in blocks of 32. auto: ai.edgespec Q4MatMul (one node; reads the
+    # weights once for all rows of a verify, where MatMulNBits' cost grows by ~a quarter of a
+    # decode step per row); matmulnbits: com.microsoft MatMulNBits + ai.edgespec BlockOffset.
+    int4_op: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -75,6 +81,8 @@ class GraphOptions:
             raise ValueError(f"accuracy_level must be 0..4, got {self.accuracy_level}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {self.attention!r} (expected {ATTENTIONS})")
+        if self.int4_op not in INT4_OPS:
+            raise ValueError(f"unknown int4_op {self.int4_op!r} (expected {INT4_OPS})")
         if self.attention == "edgespec" and self.precision == "fp16":
             raise ValueError("attention 'edgespec' is float32 only: use 'gqa' with fp16")
 
@@ -251,6 +259,9 @@ class _Builder:
 
     def matmul_nbits(self, x: str, qw: QuantizedWeight, name: str) -> str:
         """x [1,n,K] -> [1,n,N] with W packed exactly; non-integer zero points add an offset."""
+        q4 = self.q4_matmul(x, qw, name)
+        if q4 is not None:
+            return q4
         p = pack_matmulnbits(qw)
         ins = [
             x,
@@ -286,6 +297,28 @@ class _Builder:
         off = self.init(f"{name}.block_offset", p.offset)  # float32 [nb, N]
         (corr,) = self.node("MatMul", [sums, off], f"{name}/offset")  # [1,n,N]
         (y,) = self.node("Add", [y, corr], f"{name}/add_offset")
+        return y
+
+    def q4_matmul(self, x: str, qw: QuantizedWeight, name: str) -> str | None:
+        """x [1,n,K] -> [1,n,N] by one ai.edgespec Q4MatMul node where it applies (a CPU graph,
+        int4_op auto, 4 bits in blocks of 32, offsets m = -scale * zero_point exact in float16),
+        else None."""
+        if self.opts.attention_op != "edgespec" or self.opts.int4_op != "auto":
+            return None
+        if qw.bits != 4 or qw.block_size != Q4_BLOCK:
+            return None
+        m = -qw.scale.astype(np.float32) * qw.zero_point.astype(np.float32)  # [N, nb]
+        m16 = _float16_exact(m)
+        if m16 is None:
+            return None
+        p = pack_q4_tiles(qw, m16)
+        ins = [
+            x,
+            self.init(f"{name}.q4", p.q),  # uint8 [tiles, nb, 256]
+            self.init(f"{name}.q4_scale", p.scale),  # float32 [tiles, nb, 16]
+            self.init(f"{name}.q4_m", p.m),  # float16 [tiles, nb, 16]
+        ]
+        (y,) = self.node("Q4MatMul", ins, name, domain=EDGESPEC_DOMAIN, N=p.n)  # [1,n,N]
         return y
 
     def blocksum(self, x: str, block_size: int) -> str:

@@ -146,3 +146,45 @@ def concat_quantized(parts: list[QuantizedWeight]) -> QuantizedWeight:
         bits=first.bits,
         source=first.source,
     )
+
+
+@dataclass(frozen=True)
+class PackedQ4Tiles:
+    """ai.edgespec Q4MatMul initializers (native/src/ops/q4_matmul.h): W = scale * q + m."""
+
+    q: np.ndarray  # uint8 [tiles, nb, 256]: 16 columns x 32 inputs of one block
+    scale: np.ndarray  # float32 [tiles, nb, 16]
+    m: np.ndarray  # float16 [tiles, nb, 16]
+    n: int  # output features (tiles * 16 - padding)
+    k: int  # input features
+
+
+Q4_TILE = 16  # output columns per tile (q4_matmul.h kQ4Tile)
+Q4_BLOCK = 32  # inputs per block (kQ4Block)
+
+
+def pack_q4_tiles(qw: QuantizedWeight, m16: np.ndarray) -> PackedQ4Tiles:
+    """Lay out 4-bit levels qw.q [N, K] (blocks of 32), scales [N, nb] and the float16 offsets
+    m16 [N, nb] (W = scale * q + m) in Q4MatMul's tiles; N is padded to a multiple of 16 with zero
+    columns. Byte 4j + t of group i of a tile's block holds column j's input 4i + t in its low
+    nibble and input 4(i + 4) + t in its high nibble."""
+    if qw.bits != 4 or qw.block_size != Q4_BLOCK:
+        raise ValueError(f"Q4MatMul needs 4 bits in blocks of 32, got {qw.bits} / {qw.block_size}")
+    n, k = qw.q.shape
+    nb, tiles = k // Q4_BLOCK, -(-n // Q4_TILE)
+    pad = tiles * Q4_TILE - n
+
+    def tiled(a: np.ndarray) -> np.ndarray:  # [N, ...] -> [tiles, 16, ...], zero padded
+        a = np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+        return a.reshape(tiles, Q4_TILE, *a.shape[1:])
+
+    q = tiled(qw.q.astype(np.uint8)).reshape(tiles, Q4_TILE, nb, 8, 4)  # [t, j, b, g, u]
+    byte = (q[:, :, :, :4] & 0x0F) | ((q[:, :, :, 4:] & 0x0F) << 4)  # [t, j, b, i, u]
+    packed = byte.transpose(0, 2, 3, 1, 4).reshape(tiles, nb, 256)  # [t, b, i*64 + j*4 + u]
+    return PackedQ4Tiles(
+        q=np.ascontiguousarray(packed, dtype=np.uint8),
+        scale=np.ascontiguousarray(tiled(qw.scale.astype(np.float32)).transpose(0, 2, 1)),
+        m=np.ascontiguousarray(tiled(m16.astype(np.float16)).transpose(0, 2, 1)),
+        n=n,
+        k=k,
+    )

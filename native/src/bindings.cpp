@@ -19,6 +19,7 @@
 #include "lookup.h"
 #include "ngram_table.h"
 #include "ops/block_offset.h"
+#include "ops/q4_matmul.h"
 #include "ops/row_attention.h"
 #include "spec_math.h"
 
@@ -529,6 +530,34 @@ FloatArray block_offset(const FloatArray& y, const FloatArray& x,
   return z;
 }
 
+// y [rows, n] = x [rows, K] @ W^T for packed 4-bit weights (q4_matmul.h): q uint8 [tiles, nb,
+// 256], scale float [tiles, nb, 16], m float16 bits [tiles, nb, 16].
+FloatArray q4_matmul(const FloatArray& x,
+                     const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& q,
+                     const FloatArray& scale,
+                     const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& m,
+                     int64_t n, bool generic) {
+  const int64_t tiles = (n + ops::kQ4Tile - 1) / ops::kQ4Tile;
+  if (x.ndim() != 2 || x.shape(1) % ops::kQ4Block != 0 || n < 1 || q.ndim() != 3 ||
+      scale.ndim() != 3 || m.ndim() != 3) {
+    throw py::value_error("need x [rows, K] with K a multiple of 32, n >= 1 and 3-d q, scale, m");
+  }
+  const int64_t rows = x.shape(0), nb = x.shape(1) / ops::kQ4Block;
+  const bool ok = q.shape(0) == tiles && q.shape(1) == nb && q.shape(2) == 256 &&
+                  scale.shape(0) == tiles && scale.shape(1) == nb &&
+                  scale.shape(2) == ops::kQ4Tile && m.shape(0) == tiles && m.shape(1) == nb &&
+                  m.shape(2) == ops::kQ4Tile;
+  if (!ok) throw py::value_error("need q [tiles, nb, 256], scale and m [tiles, nb, 16]");
+  std::vector<int8_t> qx(static_cast<size_t>(rows * nb * ops::kQ4Block));  // [rows, K]
+  std::vector<float> d(static_cast<size_t>(rows * nb)), xs(d.size());      // [rows, nb]
+  ops::q4_quantize_rows(x.data(), rows, nb, qx.data(), d.data(), xs.data());
+  ops::Q4Weights w{q.data(), scale.data(), m.data(), nb, tiles};
+  FloatArray y({rows, n});
+  auto run = generic ? ops::q4_matmul_tiles_generic : ops::q4_matmul_tiles;
+  run(w, qx.data(), d.data(), xs.data(), rows, 0, tiles, y.mutable_data(), n, n);
+  return y;
+}
+
 void bind_ops(py::module_& m) {
   py::module_ o = m.def_submodule("ops", "edgespec's custom-op kernels (for tests).");
   o.def("attend_rows", &attend_rows, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("n0"),
@@ -537,6 +566,11 @@ void bind_ops(py::module_& m) {
   o.def("exp_nonpositive", [](float x) { return ops::exp_nonpositive(x); }, py::arg("x"));
   o.def("block_offset", &block_offset, py::arg("y"), py::arg("x"), py::arg("m"),
         py::arg("block_size"), py::arg("generic") = false);
+  o.def("q4_matmul", &q4_matmul, py::arg("x"), py::arg("q"), py::arg("scale"), py::arg("m"),
+        py::arg("n"), py::arg("generic") = false);
+  o.def(
+      "q4_kernel", [] { return std::string(ops::q4_kernel_name()); },
+      "Which Q4MatMul kernel this CPU runs: avx512vnni, avx2 or generic.");
   o.attr("MAX_ROWS") = ops::kMaxRows;
 }
 

@@ -84,15 +84,16 @@ def prequantize(loaded, rng, float16_m: bool = False):
 def test_prequantized_weights_are_packed_exactly(
     tmp_path, qwen2_model, float16_m, attention, offset_op
 ):
-    """int4 graph (accuracy_level 0) == fp32 graph of the dequantized weights. A float16 m in a
-    CPU graph (edgespec attention) is added by one ai.edgespec BlockOffset node; any other
-    offset by Reshape / ReduceSum / MatMul / Add."""
+    """int4 graph (MatMulNBits, accuracy_level 0) == fp32 graph of the dequantized weights. A
+    float16 m in a CPU graph (edgespec attention) is added by one ai.edgespec BlockOffset node;
+    any other offset by Reshape / ReduceSum / MatMul / Add."""
     import onnx
 
     _, loaded = qwen2_model
     pre = prequantize(loaded, np.random.default_rng(1), float16_m)
     assert isinstance(pre.weights["model.layers.1.mlp.down_proj.weight"], QuantizedWeight)
-    q = export(tmp_path, pre, "int4", precision="int4", accuracy_level=0, attention=attention)
+    opts = dict(accuracy_level=0, attention=attention, int4_op="matmulnbits")
+    q = export(tmp_path, pre, "int4", precision="int4", **opts)
     f = export(tmp_path, pre, "fp32", precision="fp32")  # fp32 dequantizes
     graph = onnx.load(str(tmp_path / "int4" / "target" / "model.onnx"), load_external_data=False)
     offsets = [n.op_type for n in graph.graph.node if n.name.endswith("/offset")]
@@ -102,6 +103,45 @@ def test_prequantized_weights_are_packed_exactly(
     assert np.abs(a - b).max() <= 1e-3
     a2, b2 = q.forward([5, 6], 7), f.forward([5, 6], 7)
     assert np.abs(a2 - b2).max() <= 1e-3
+
+
+def all_q4_1(loaded, rng):
+    """Copy of `loaded` with every linear weight GGUF-Q4_1-like (float16 m): Q4MatMul's input."""
+    weights = dict(loaded.weights)
+    for key, w in loaded.weights.items():
+        if key.endswith("_proj.weight") or key == "lm_head.weight":
+            qw = quantize_rtn(w, bits=4)
+            frac = rng.uniform(0.1, 0.9, qw.zero_point.shape)
+            m = (-qw.scale * (qw.zero_point + frac)).astype(np.float16).astype(np.float64)
+            zp = (-m / qw.scale.astype(np.float64)).astype(np.float32)  # [N, nb]
+            weights[key] = dataclasses.replace(qw, zero_point=zp, source="gguf:Q4_1")
+    return dataclasses.replace(loaded, weights=weights)
+
+
+def test_q4matmul_graph(tmp_path, qwen2_model):
+    """A CPU int4 graph of Q4_1 weights runs every linear layer as one ai.edgespec Q4MatMul node:
+    the function of MatMulNBits with int8 activations (accuracy_level 4) + BlockOffset (to within
+    int8 rounding: the two round a few activations differently, which this tiny random model
+    amplifies to ~2% of its largest logit), and a verify call equals one-token steps bit for
+    bit."""
+    import onnx
+
+    _, loaded = qwen2_model
+    pre = all_q4_1(loaded, np.random.default_rng(3))
+    q4 = export(tmp_path, pre, "q4", precision="int4")
+    ref = export(tmp_path, pre, "nbits", precision="int4", int4_op="matmulnbits")
+    graph = onnx.load(str(tmp_path / "q4" / "target" / "model.onnx"), load_external_data=False)
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("Q4MatMul") == 2 * 4 + 1 and "MatMulNBits" not in ops  # 2 layers + head
+    ids = [3, 17, 250, 99, 4, 8, 61, 5, 6]
+    a, b = q4.forward(ids, 0), ref.forward(ids, 0)  # [9, vocab]
+    assert np.abs(a - b).max() <= 0.05 * np.abs(b).max()  # a packing error gives ~100%
+    steps = export(tmp_path, pre, "q4_steps", precision="int4")
+    steps.forward(ids[:4], 0)
+    rows = [steps.forward(ids[i : i + 1], i) for i in range(4, 9)]  # five 1-token calls
+    together = export(tmp_path, pre, "q4_wide", precision="int4")
+    together.forward(ids[:4], 0)
+    assert np.array_equal(together.forward(ids[4:9], 4), np.concatenate(rows))
 
 
 def test_int8_precision_keeps_int4_source_weights(tmp_path, qwen2_model):

@@ -1,0 +1,104 @@
+"""The Q4MatMul kernel (native/src/ops/q4_matmul.h) and its packing (export/quantize.py
+pack_q4_tiles): y = x @ (scale * q + m)^T with int8 activations per block of 32, against a numpy
+reference of the same quantization; the same bits on every path (AVX-512 VNNI, AVX2, portable)
+and for a row whatever the rows in the call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgespec import _native
+from edgespec.export.quantize import pack_q4_tiles, quantize_rtn
+
+ops = _native.ops
+
+
+def _weights(rng, n: int, k: int):
+    """(packed tiles, dense W float64 [N, K]) of random 4-bit weights with float16 offsets."""
+    qw = quantize_rtn(rng.standard_normal((n, k)).astype(np.float32), bits=4, block_size=32)
+    m16 = (rng.standard_normal(qw.scale.shape) * 0.05).astype(np.float16)  # [N, nb]
+    dense = np.repeat(qw.scale.astype(np.float64), 32, axis=1) * qw.q + np.repeat(
+        m16.astype(np.float64), 32, axis=1
+    )  # [N, K]
+    return pack_q4_tiles(qw, m16), dense
+
+
+def _run(p, x, generic=False) -> np.ndarray:
+    return ops.q4_matmul(x, p.q, p.scale, p.m.view(np.uint16), p.n, generic=generic)
+
+
+def _quantized_reference(x: np.ndarray, dense: np.ndarray, p) -> np.ndarray:
+    """The kernel's arithmetic in float64: x rounded to int8 levels per block (d = max|x| / 127),
+    the offset term on the exact block sums."""
+    rows, k = x.shape
+    xb = x.reshape(rows, k // 32, 32)  # [rows, nb, 32]
+    d = np.abs(xb).max(-1, keepdims=True).astype(np.float32) / np.float32(127)  # [rows, nb, 1]
+    inv = np.where(d > 0, np.float32(127) / np.maximum(np.abs(xb).max(-1, keepdims=True), 1e-30), 0)
+    levels = np.clip(np.rint(xb * inv.astype(np.float32)), -127, 127)  # [rows, nb, 32]
+    xq = (levels * d.astype(np.float64)).reshape(rows, k)
+    m = p.m.transpose(0, 2, 1).reshape(-1, k // 32)[: p.n].astype(np.float64)  # [N, nb]
+    w_no_m = dense - np.repeat(m, 32, axis=1)  # [N, K]
+    return xq @ w_no_m.T + xb.astype(np.float64).sum(-1) @ m.T
+
+
+@pytest.mark.parametrize(
+    ("rows", "n", "k"), [(1, 16, 32), (1, 100, 96), (5, 33, 576), (19, 64, 64)]
+)
+def test_matches_a_reference_of_the_same_quantization(rows, n, k):
+    """Partial tiles (N not a multiple of 16), one block and many, more rows than a pass takes."""
+    rng = np.random.default_rng(rows * n + k)
+    p, dense = _weights(rng, n, k)
+    x = rng.standard_normal((rows, k)).astype(np.float32)
+    x[0, :32] = 0.0  # an all-zero block: scale 0, levels 0
+    got = _run(p, x)  # [rows, N]
+    ref = _quantized_reference(x, dense, p)
+    assert got.shape == (rows, n)
+    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+    exact = x.astype(np.float64) @ dense.T  # int8 activations: ~1% of the output's scale
+    assert np.abs(got - exact).max() <= 0.03 * np.abs(exact).max()
+
+
+def test_every_path_and_every_call_width_give_the_same_bits():
+    rng = np.random.default_rng(7)
+    p, _ = _weights(rng, 70, 192)
+    x = (rng.standard_normal((17, 192)) * 3).astype(np.float32)
+    together = _run(p, x)  # [17, N]
+    assert np.array_equal(together, _run(p, x, generic=True))
+    alone = np.concatenate([_run(p, x[i : i + 1]) for i in range(17)])
+    assert np.array_equal(together, alone)
+    assert ops.q4_kernel() in ("avx512vnni", "avx2", "generic")
+
+
+def test_packing_layout():
+    """Byte 4j + t of group i in a tile's block: column j's input 4i + t (low nibble) and input
+    4(i + 4) + t (high nibble); padded columns are zero."""
+    q = np.random.default_rng(5).integers(0, 16, (20, 64))
+    qw = quantize_rtn(np.zeros((20, 64), np.float32), bits=4, block_size=32)
+    qw = type(qw)(**{**qw.__dict__, "q": q.astype(np.uint8)})
+    p = pack_q4_tiles(qw, np.zeros((20, 2), np.float16))
+    assert p.q.shape == (2, 2, 256) and p.scale.shape == p.m.shape == (2, 2, 16)
+    for t, b, i, j, u in [(0, 0, 0, 0, 0), (0, 1, 3, 15, 3), (1, 0, 2, 3, 1)]:
+        col, byte = 16 * t + j, int(p.q[t, b, 64 * i + 4 * j + u])
+        assert byte & 15 == q[col, 32 * b + 4 * i + u]
+        assert byte >> 4 == q[col, 32 * b + 4 * (i + 4) + u]
+    assert not p.q[1].reshape(2, 4, 16, 4)[:, :, 4:].any()  # columns 20..31 are padding
+    assert not p.scale[1, :, 4:].any()
+
+
+def test_packing_rejects_other_formats():
+    qw = quantize_rtn(np.ones((16, 64), np.float32), bits=8, block_size=32)
+    with pytest.raises(ValueError, match="4 bits in blocks of 32"):
+        pack_q4_tiles(qw, np.zeros((16, 2), np.float16))
+    qw = quantize_rtn(np.ones((16, 64), np.float32), bits=4, block_size=64)
+    with pytest.raises(ValueError, match="4 bits in blocks of 32"):
+        pack_q4_tiles(qw, np.zeros((16, 1), np.float16))
+
+
+def test_bad_shapes_raise_value_error():
+    rng = np.random.default_rng(0)
+    p, _ = _weights(rng, 16, 64)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        ops.q4_matmul(np.zeros((1, 40), np.float32), p.q, p.scale, p.m.view(np.uint16), 16)
+    with pytest.raises(ValueError, match="tiles"):
+        ops.q4_matmul(np.zeros((1, 64), np.float32), p.q, p.scale, p.m.view(np.uint16), 40)
