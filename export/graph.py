@@ -17,7 +17,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .graph_rope import rope_caches
 from .model_ir import SUPPORTED_ARCHITECTURES, LoadedModel, QuantizedWeight, Weight
-from .quantize import Q4_BLOCK, concat_quantized, pack_matmulnbits, pack_q4_tiles, quantize_rtn
+from .quantize import (
+    Q4_BLOCK,
+    concat_quantized,
+    pack_matmulnbits,
+    pack_q4_tiles,
+    quantize_q4_1,
+    quantize_rtn,
+)
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 IR_VERSION = 10  # ORT 1.31 rejects newer IR versions
@@ -241,9 +248,8 @@ class _Builder:
         return y
 
     def quantized_linear(self, x: str, ws: list[Weight], name: str) -> str:
-        """MatMulNBits over the fused weights; falls back to per-part nodes + Concat."""
-        bits, bs = self.opts.quant_bits, self.opts.block_size
-        qws = [w if isinstance(w, QuantizedWeight) else quantize_rtn(w, bits, bs) for w in ws]
+        """Q4MatMul or MatMulNBits over the fused weights; falls back to per-part nodes + Concat."""
+        qws = [w if isinstance(w, QuantizedWeight) else self.quantize_here(w) for w in ws]
         try:
             fused = [concat_quantized(qws)]
         except ValueError:  # mixed bit widths / block sizes carried from the source
@@ -299,13 +305,24 @@ class _Builder:
         (y,) = self.node("Add", [y, corr], f"{name}/add_offset")
         return y
 
+    def quantize_here(self, w: Weight) -> QuantizedWeight:
+        """A float weight quantized at export: in Q4_1's form where Q4MatMul will run it (its
+        offsets must be float16), else round-to-nearest with integer zero points."""
+        bits, bs = self.opts.quant_bits, self.opts.block_size
+        if bits == 4 and bs == Q4_BLOCK and self.q4_op_allowed:
+            return quantize_q4_1(_float(w), bs)
+        return quantize_rtn(w, bits, bs)
+
+    @property
+    def q4_op_allowed(self) -> bool:
+        """Q4MatMul may run this graph's 4-bit layers (a CPU graph, int4_op auto)."""
+        return self.opts.attention_op == "edgespec" and self.opts.int4_op == "auto"
+
     def q4_matmul(self, x: str, qw: QuantizedWeight, name: str) -> str | None:
         """x [1,n,K] -> [1,n,N] by one ai.edgespec Q4MatMul node where it applies (a CPU graph,
         int4_op auto, 4 bits in blocks of 32, offsets m = -scale * zero_point exact in float16),
         else None."""
-        if self.opts.attention_op != "edgespec" or self.opts.int4_op != "auto":
-            return None
-        if qw.bits != 4 or qw.block_size != Q4_BLOCK:
+        if not self.q4_op_allowed or qw.bits != 4 or qw.block_size != Q4_BLOCK:
             return None
         m = -qw.scale.astype(np.float32) * qw.zero_point.astype(np.float32)  # [N, nb]
         m16 = _float16_exact(m)

@@ -66,6 +66,28 @@ def quantize_rtn(
     )
 
 
+def quantize_q4_1(w: np.ndarray, block_size: int = 32) -> QuantizedWeight:
+    """GGUF Q4_1's rounding of W float [out, in]: per block m = min (as float16, as GGUF stores
+    it), d = (max - m) / 15, q = round((w - m) / d) in 0..15; zero point -m / d (not an integer),
+    so W = d q + m with m exact in float16, the form ai.edgespec Q4MatMul takes."""
+    out, n_in = w.shape
+    if n_in % block_size:
+        raise ValueError(f"input dim {n_in} is not a multiple of block_size {block_size}")
+    blocks = w.astype(np.float32).reshape(out, n_in // block_size, block_size)  # [out, nb, bs]
+    m = blocks.min(axis=2).astype(np.float16).astype(np.float32)  # [out, nb]
+    d = (blocks.max(axis=2) - m) / np.float32(15)  # [out, nb]
+    d = np.where(d > 0, d, np.float32(1)).astype(np.float32)
+    q = np.clip(np.round((blocks - m[:, :, None]) / d[:, :, None]), 0, 15)  # [out, nb, bs]
+    return QuantizedWeight(
+        q=q.astype(np.uint8).reshape(out, n_in),
+        scale=d,
+        zero_point=(-m / d).astype(np.float32),
+        block_size=block_size,
+        bits=4,
+        source="q4_1",
+    )
+
+
 def _pack_levels(q: np.ndarray, bits: int, block_size: int) -> np.ndarray:
     """q uint8 [N, K] -> uint8 [N, n_blocks, block_size * bits / 8]."""
     n, k = q.shape

@@ -55,6 +55,14 @@ def test_quantized_top1_agrees_with_torch(tmp_path, qwen2_model, precision, min_
     top1 = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
     print(f"{precision}: top-1 agreement {top1:.3f}, max|dlogits| {np.abs(got - ref).max():.3f}")
     assert top1 >= min_top1
+    if precision == "int4":  # float weights quantized here take Q4_1's form: Q4MatMul runs all
+        import onnx
+
+        graph = onnx.load(
+            str(tmp_path / "int4" / "target" / "model.onnx"), load_external_data=False
+        )
+        ops = [n.op_type for n in graph.graph.node]
+        assert ops.count("Q4MatMul") == 2 * 4 + 1 and "MatMulNBits" not in ops
 
 
 def prequantize(loaded, rng, float16_m: bool = False):

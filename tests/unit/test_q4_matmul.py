@@ -102,3 +102,22 @@ def test_bad_shapes_raise_value_error():
         ops.q4_matmul(np.zeros((1, 40), np.float32), p.q, p.scale, p.m.view(np.uint16), 16)
     with pytest.raises(ValueError, match="tiles"):
         ops.q4_matmul(np.zeros((1, 64), np.float32), p.q, p.scale, p.m.view(np.uint16), 40)
+
+
+def test_q4_1_rounding_of_float_weights():
+    """quantize_q4_1 (float weights quantized at export): m = the block minimum as float16, so
+    the offset Q4MatMul takes is exact, and every weight is within half a step (+ m's rounding)."""
+    from edgespec.export.quantize import quantize_q4_1
+
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((24, 96)).astype(np.float32)  # [N, K]
+    w[0, :32] = 0.25  # a constant block: step 1, every level 0
+    qw = quantize_q4_1(w)
+    assert qw.q.max() <= 15 and qw.bits == 4 and qw.block_size == 32
+    m = -qw.scale * qw.zero_point  # [N, nb]: d * (m / d), m to within float32 rounding
+    m16 = m.astype(np.float16).astype(np.float32)
+    assert np.all(np.abs(m16 - m) <= 2.0**-20 * np.abs(m))  # what export's float16 check allows
+    step = np.repeat(qw.scale, 32, axis=1)  # [N, K]
+    err = np.abs(qw.dequantize() - w)
+    assert np.all(err <= 0.5 * step + 1e-3 * np.abs(w).max())
+    assert np.abs(qw.dequantize()[0, :32] - 0.25).max() == 0

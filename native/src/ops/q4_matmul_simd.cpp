@@ -48,10 +48,12 @@ VNNI_FN void tile_vnni(const Q4Weights& w, int64_t t, const int8_t* qx, const fl
     for (int r = 0; r < R; ++r) {
       const int64_t rb = (r0 + r) * w.nb + b;
       const int8_t* xb = qx + rb * kQ4Block;
-      __m512i isum = _mm512_setzero_si512();
-      for (int g = 0; g < 8; ++g) {
-        isum = _mm512_dpbusd_epi32(isum, wv[g], _mm512_set1_epi32(word(xb + 4 * g)));
+      __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();  // two chains
+      for (int g = 0; g < 4; ++g) {
+        lo = _mm512_dpbusd_epi32(lo, wv[g], _mm512_set1_epi32(word(xb + 4 * g)));
+        hi = _mm512_dpbusd_epi32(hi, wv[g + 4], _mm512_set1_epi32(word(xb + 4 * g + 16)));
       }
+      const __m512i isum = _mm512_add_epi32(lo, hi);  // integer: exact in any order
       const __m512 sd = _mm512_mul_ps(sw, _mm512_set1_ps(d[rb]));
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), sd, acc[r]);
       acc[r] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[rb]), acc[r]);

@@ -1,0 +1,106 @@
+"""The ai.edgespec Q4MatMul node on its own, through the onnxruntime Python package
+(libedgespec_ops.so): what the kernel computes (tests/unit/test_q4_matmul.py) on ORT's threads,
+leading dims kept, the same bits for a row in any call, and a clear error for every bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from edgespec import _native  # noqa: E402
+from edgespec._ort import ops_library  # noqa: E402
+from edgespec.export.quantize import pack_q4_tiles, quantize_rtn  # noqa: E402
+
+pytestmark = pytest.mark.export
+
+
+def _session(**attrs) -> ort.InferenceSession:
+    node = helper.make_node("Q4MatMul", ["x", "q", "s", "m"], ["y"], domain="ai.edgespec", **attrs)
+    vi = helper.make_tensor_value_info
+    inputs = [
+        vi("x", TensorProto.FLOAT, None),  # [..., K]
+        vi("q", TensorProto.UINT8, None),  # [tiles, K / 32, 256]
+        vi("s", TensorProto.FLOAT, None),  # [tiles, K / 32, 16]
+        vi("m", TensorProto.FLOAT16, None),  # [tiles, K / 32, 16]
+    ]
+    graph = helper.make_graph([node], "q4", inputs, [vi("y", TensorProto.FLOAT, None)])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.edgespec", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.register_custom_ops_library(ops_library())
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _packed(rng, n: int, k: int):
+    qw = quantize_rtn(rng.standard_normal((n, k)).astype(np.float32), bits=4, block_size=32)
+    m16 = (rng.standard_normal(qw.scale.shape) * 0.05).astype(np.float16)  # [N, nb]
+    return pack_q4_tiles(qw, m16)
+
+
+def _feeds(p, x) -> dict:
+    return {"x": x, "q": p.q, "s": p.scale, "m": p.m}
+
+
+@pytest.mark.parametrize(("rows", "n", "k"), [(1, 960, 576), (5, 576, 1536), (37, 70, 64)])
+def test_equals_the_kernel_on_ort_threads(rows, n, k):
+    """Several ParallelFor units (64 columns each) give what one call of the kernel gives."""
+    rng = np.random.default_rng(rows + n)
+    p = _packed(rng, n, k)
+    x = rng.standard_normal((1, rows, k)).astype(np.float32)  # [1, rows, K]
+    (y,) = _session(N=n).run(None, _feeds(p, x))
+    assert y.shape == (1, rows, n) and y.dtype == np.float32
+    ref = _native.ops.q4_matmul(x[0], p.q, p.scale, p.m.view(np.uint16), n)  # [rows, N]
+    assert np.array_equal(y[0], ref)
+
+
+def test_a_row_gives_the_same_bits_in_any_call():
+    rng = np.random.default_rng(4)
+    p = _packed(rng, 300, 576)
+    s = _session(N=300)
+    x = rng.standard_normal((1, 17, 576)).astype(np.float32)
+    (together,) = s.run(None, _feeds(p, x))
+    for r in (0, 8, 16):
+        (alone,) = s.run(None, _feeds(p, x[:, r : r + 1]))
+        assert np.array_equal(alone[0, 0], together[0, r])
+    (wide,) = s.run(None, _feeds(p, x.reshape(17, 1, 576)))  # leading dims kept
+    assert wide.shape == (17, 1, 300) and np.array_equal(wide[:, 0], together[0])
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ("k", r"K = 40 is not a multiple of 32"),
+        ("q", r"q \[2, 2, 255\], scale \[2, 2, 16\], m \[2, 2, 16\] must be \[2, 2, 256\]"),
+        (
+            "n",
+            r"q \[2, 2, 256\].* must be \[3, 2, 256\], \[3, 2, 16\], \[3, 2, 16\] for K 64, N 40",
+        ),
+    ],
+)
+def test_bad_inputs_are_clear_errors(change, pattern):
+    rng = np.random.default_rng(1)
+    p = _packed(rng, 20, 64)
+    x = rng.standard_normal((1, 3, 64)).astype(np.float32)
+    s = _session(N=40 if change == "n" else 20)
+    feeds = _feeds(p, x)
+    if change == "k":
+        feeds["x"] = x[:, :, :40].copy()
+    elif change == "q":
+        feeds["q"] = p.q[:, :, :255].copy()
+    with pytest.raises(Exception, match=r"ai\.edgespec\.Q4MatMul: " + pattern) as info:
+        s.run(None, feeds)
+    assert "\n" not in str(info.value).strip()
+    if change != "n":
+        (y,) = s.run(None, _feeds(p, x))  # the session still works
+        assert y.shape == (1, 3, 20)
+
+
+@pytest.mark.parametrize(("attrs", "pattern"), [({"N": 0}, "N must be"), ({}, "N is missing")])
+def test_bad_attributes_fail_at_load(attrs, pattern):
+    with pytest.raises(Exception, match=pattern):
+        _session(**attrs)
