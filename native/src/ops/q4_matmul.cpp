@@ -9,24 +9,34 @@
 namespace edgespec {
 namespace ops {
 
+namespace {
+
+// One block: amax and the sum (8 lanes j mod 8, then a fixed tree: the order q4_matmul.h's xs
+// promises), then levels rounded half to even by the 1.5 * 2^23 trick (exact for |v| < 2^22,
+// which v = x * 127 / amax is): nearbyint without a libm call.
+void quantize_block(const float* xb, int8_t* qb, float* d, float* xs) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  float amax = 0, part[8] = {};
+#pragma GCC unroll 32
+  for (int j = 0; j < kQ4Block; ++j) {
+    amax = std::max(amax, std::fabs(xb[j]));
+    part[j % 8] += xb[j];
+  }
+  *xs = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+#pragma GCC unroll 32
+  for (int j = 0; j < kQ4Block; ++j) {
+    const float v = (xb[j] * inv + kMagic) - kMagic;
+    qb[j] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
+  }
+  *d = amax / 127.0f;
+}
+
+}  // namespace
+
 void q4_quantize_rows(const float* x, int64_t rows, int64_t nb, int8_t* qx, float* d, float* xs) {
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* xb = x + (r * nb + b) * kQ4Block;  // [32]
-      int8_t* qb = qx + (r * nb + b) * kQ4Block;      // [32]
-      float amax = 0, sum = 0;
-      for (int j = 0; j < kQ4Block; ++j) {
-        amax = std::max(amax, std::fabs(xb[j]));
-        sum += xb[j];
-      }
-      const float inv = amax > 0 ? 127.0f / amax : 0.0f;
-      for (int j = 0; j < kQ4Block; ++j) {
-        const float v = std::nearbyint(xb[j] * inv);  // round half to even
-        qb[j] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
-      }
-      d[r * nb + b] = amax / 127.0f;
-      xs[r * nb + b] = sum;
-    }
+  for (int64_t i = 0; i < rows * nb; ++i) {
+    quantize_block(x + i * kQ4Block, qx + i * kQ4Block, d + i, xs + i);
   }
 }
 

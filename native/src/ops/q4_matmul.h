@@ -1,7 +1,8 @@
 // A 4-bit linear layer whose every row is computed on its own, with int8 activations:
 //   W[n, k] = s[n, b] * q[n, k] + m[n, b]   (b = k / 32; q in 0..15: GGUF Q4_1's form)
 //   x row r, block b:  d[r, b] = max_k |x| / 127,  qx[r, k] = round(x[r, k] / d) in [-127, 127],
-//                      xs[r, b] = sum_k x[r, k] (in k order)
+//                      xs[r, b] = sum_k x[r, k] (8 partial sums over k mod 8 in k order, then
+//                      ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
 //   y[r, n] = sum_b ( float(sum_k q[n, k] qx[r, k]) * (s[n, b] * d[r, b]) + m[n, b] * xs[r, b] )
 // with the sum over b accumulated in b order by two fmas per block. The integer dot product is
 // exact whatever the instructions, and the float steps are the same on every path (AVX-512 VNNI,

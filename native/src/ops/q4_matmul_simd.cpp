@@ -32,11 +32,13 @@ VNNI_FN void tile_vnni(const Q4Weights& w, int64_t t, const int8_t* qx, const fl
                        const float* xs, int64_t r0, float* out) {
   const __m512i low = _mm512_set1_epi8(0x0F);
   __m512 acc[R];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.nb; ++b) {
     const int64_t tb = t * w.nb + b;
     const uint8_t* qb = w.q + tb * 256;  // [4, 64]
     __m512i wv[8];                       // group g: inputs 4g..4g+3 of the 16 columns
+#pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
       const __m512i raw = _mm512_loadu_si512(qb + 64 * i);
       wv[i] = _mm512_and_si512(raw, low);
@@ -45,10 +47,12 @@ VNNI_FN void tile_vnni(const Q4Weights& w, int64_t t, const int8_t* qx, const fl
     const __m512 sw = _mm512_loadu_ps(w.scale + tb * kQ4Tile);
     const __m512 mw =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.m + tb * kQ4Tile)));
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const int64_t rb = (r0 + r) * w.nb + b;
       const int8_t* xb = qx + rb * kQ4Block;
       __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();  // two chains
+#pragma GCC unroll 4
       for (int g = 0; g < 4; ++g) {
         lo = _mm512_dpbusd_epi32(lo, wv[g], _mm512_set1_epi32(word(xb + 4 * g)));
         hi = _mm512_dpbusd_epi32(hi, wv[g + 4], _mm512_set1_epi32(word(xb + 4 * g + 16)));
@@ -59,6 +63,7 @@ VNNI_FN void tile_vnni(const Q4Weights& w, int64_t t, const int8_t* qx, const fl
       acc[r] = _mm512_fmadd_ps(mw, _mm512_set1_ps(xs[rb]), acc[r]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + r * kQ4Tile, acc[r]);
 }
 
@@ -69,11 +74,13 @@ AVX2_FN void half_avx2(const Q4Weights& w, int64_t t, int h, const int8_t* qx, c
   const __m256i low = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[R];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < w.nb; ++b) {
     const int64_t tb = t * w.nb + b;
     const uint8_t* qb = w.q + tb * 256 + 32 * h;  // group i at qb + 64 i: 8 columns x 4 bytes
     __m256i wv[8];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; ++i) {
       const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb + 64 * i));
       wv[i] = _mm256_and_si256(raw, low);
@@ -82,10 +89,12 @@ AVX2_FN void half_avx2(const Q4Weights& w, int64_t t, int h, const int8_t* qx, c
     const __m256 sw = _mm256_loadu_ps(w.scale + tb * kQ4Tile + 8 * h);
     const __m256 mw = _mm256_cvtph_ps(
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.m + tb * kQ4Tile + 8 * h)));
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const int64_t rb = (r0 + r) * w.nb + b;
       const int8_t* xb = qx + rb * kQ4Block;
       __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 8
       for (int g = 0; g < 8; ++g) {  // u8 x s8 pairs -> int16 (|.| <= 3810), then -> int32
         const __m256i p = _mm256_maddubs_epi16(wv[g], _mm256_set1_epi32(word(xb + 4 * g)));
         isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, ones));
@@ -95,6 +104,7 @@ AVX2_FN void half_avx2(const Q4Weights& w, int64_t t, int h, const int8_t* qx, c
       acc[r] = _mm256_fmadd_ps(mw, _mm256_set1_ps(xs[rb]), acc[r]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) _mm256_storeu_ps(out + r * 8, acc[r]);
 }
 
@@ -106,9 +116,13 @@ void store(const float* out, int rows, int width, int64_t c0, int64_t n, int64_t
 }
 
 template <typename F>
-void by_row_groups(int64_t rows, F&& f) {  // f(r0, R) for groups of up to kRows rows
-  for (int64_t r0 = 0; r0 < rows; r0 += kRows)
-    f(r0, static_cast<int>(std::min<int64_t>(kRows, rows - r0)));
+void by_row_groups(int64_t rows, F&& f) {  // f(r0, R): the fewest groups of up to kRows rows,
+  const int64_t groups = (rows + kRows - 1) / kRows;  // as even as they come (9 = 5 + 4)
+  for (int64_t g = 0, r0 = 0; g < groups; ++g) {
+    const int64_t nr = (rows - r0 + (groups - g) - 1) / (groups - g);
+    f(r0, static_cast<int>(nr));
+    r0 += nr;
+  }
 }
 
 }  // namespace
