@@ -15,11 +15,18 @@ from pathlib import Path
 
 import onnx
 
-from .graph import IO_NAMES, LOGITS_TO_KEEP, TREE_PARENTS, GraphOptions, build_decoder
+from .graph import (
+    EDGESPEC_DOMAIN,
+    IO_NAMES,
+    LOGITS_TO_KEEP,
+    TREE_PARENTS,
+    GraphOptions,
+    build_decoder,
+)
 from .model_ir import LoadedModel, TokenizerData
 
 FORMAT = "edgespec-bundle"
-FORMAT_VERSION = 3  # written when a graph uses edgespec attention (_format_version), else 1
+FORMAT_VERSION = 4  # written when a graph uses Q4MatMul; 3 for edgespec attention; else 1
 MANIFEST = "edgespec.json"
 DEFAULT_GENERATION = {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0}
 
@@ -76,16 +83,18 @@ def check_vocab_compatible(target: TokenizerData, draft: TokenizerData) -> None:
             )
 
 
-def _save_graph(spec: ModelSpec, out_dir: Path, progress: bool) -> int:
-    """Build + save one decoder graph with external weights; returns total bytes on disk."""
+def _save_graph(spec: ModelSpec, out_dir: Path, progress: bool) -> tuple[int, set[str]]:
+    """Build + save one decoder graph with external weights; returns total bytes on disk and
+    the ai.edgespec op types it uses."""
     from tqdm import tqdm
 
     proto = build_decoder(spec.model, spec.options, progress=progress)
+    ops = {n.op_type for n in proto.graph.node if n.domain == EDGESPEC_DOMAIN}
     out_dir.mkdir(parents=True)
     with tqdm(total=1, desc=f"saving {out_dir.name}", disable=not progress) as bar:
         size = save_graph(proto, out_dir)
         bar.update(1)
-    return size
+    return size, ops
 
 
 def save_graph(proto: onnx.ModelProto, out_dir: Path) -> int:
@@ -146,11 +155,14 @@ def tokenizer_entry(tok: TokenizerData) -> dict:
     }
 
 
-def _format_version(models: dict) -> int:
-    """The oldest format whose readers can run these graphs: 3 for edgespec attention (its ops
-    and its tree_parents input; format 2 had the ops only), else 1."""
+def _format_version(models: dict, ops: set[str]) -> int:
+    """The oldest format whose readers can run these graphs (ops: the ai.edgespec op types they
+    use): 4 with Q4MatMul, 3 for edgespec attention (its ops and its tree_parents input; format 2
+    had the ops only), else 1."""
+    if "Q4MatMul" in ops:
+        return FORMAT_VERSION
     edgespec = any(m.get("attention") == "edgespec" for m in models.values())
-    return FORMAT_VERSION if edgespec else 1
+    return 3 if edgespec else 1
 
 
 def _write_contents(
@@ -158,8 +170,10 @@ def _write_contents(
 ) -> None:
     models = {}
     roles = [("target", target)] + ([("draft", draft)] if draft is not None else [])
+    ops: set[str] = set()  # ai.edgespec op types of every graph
     for role, spec in roles:
-        size = _save_graph(spec, tmp / role, progress)
+        size, used = _save_graph(spec, tmp / role, progress)
+        ops |= used
         models[role] = model_entry(spec, f"{role}/model.onnx", size)
     tok = target.model.tokenizer
     (tmp / "tokenizer.json").write_text(tok.tokenizer_json, encoding="utf-8")
@@ -167,7 +181,7 @@ def _write_contents(
         (tmp / "chat_template.jinja").write_text(tok.chat_template, encoding="utf-8")
     manifest = {
         "format": FORMAT,
-        "format_version": _format_version(models),
+        "format_version": _format_version(models, ops),
         "created_by": f"edgespec {_version()}",
         "models": models,
         "tokenizer": tokenizer_entry(tok),

@@ -63,6 +63,8 @@ def test_quantized_top1_agrees_with_torch(tmp_path, qwen2_model, precision, min_
         )
         ops = [n.op_type for n in graph.graph.node]
         assert ops.count("Q4MatMul") == 2 * 4 + 1 and "MatMulNBits" not in ops
+        manifest = json.loads((tmp_path / "int4" / "edgespec.json").read_text())
+        assert manifest["format_version"] == 4  # older runtimes refuse it: they lack the op
 
 
 def prequantize(loaded, rng, float16_m: bool = False):
