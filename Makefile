@@ -29,7 +29,7 @@ setup: $(VENV)/.deps-stamp .deps/onnxruntime/include/onnxruntime_c_api.h
 
 # Editable install with a fixed build dir (build/<wheel tag>): rebuilds are incremental.
 build: setup
-	$(PIP) install -q --no-build-isolation -e . 2>&1 | grep -v "^$$" || true
+	$(PIP) install -q --no-build-isolation -e .
 	$(VPY) -c "import edgespec, sys; print('edgespec', edgespec.__version__, 'ORT', edgespec.runtime_version())"
 
 bundle: build

@@ -248,20 +248,22 @@ class _OpsModule:
         """y [rows, n] + blocksum(x [rows, nb * block_size]) @ m (float16 bit patterns as
         uint16 [nb, n]); generic: the portable kernel instead of AVX2."""
     @staticmethod
-    def q4_matmul(
+    def qmatmul(
         x: npt.ArrayLike,
         q: npt.ArrayLike,
         scale: npt.ArrayLike,
         m: npt.ArrayLike,
         n: int,
-        generic: bool = False,
+        bits: int = 4,
+        kernel: str = "auto",
     ) -> npt.NDArray[np.float32]:
-        """x [rows, K] @ W^T -> [rows, n] for 4-bit weights packed by pack_q4_tiles (q uint8
-        [tiles, K/32, 256], scale float [tiles, K/32, 16], m float16 bits as uint16 [tiles,
-        K/32, 16]); activations quantized to int8 per block of 32; generic: the portable kernel."""
+        """x [rows, K] @ W^T -> [rows, n] for 4- or 8-bit weights packed by pack_qtiles (q uint8
+        [tiles, K/32, 64 * bits], scale float [tiles, K/32, 16], m float16 bits as uint16 [tiles,
+        K/32, 16]); activations quantized to int8 per block of 32. kernel: auto (the op's choice on
+        this CPU), generic, avx2 or avx512vnni (ValueError when this CPU lacks it)."""
     @staticmethod
-    def q4_kernel() -> str:
-        """Which Q4MatMul kernel this CPU runs: avx512vnni, avx2 or generic."""
+    def qmatmul_kernel() -> str:
+        """Which QMatMul kernel this CPU runs: avx512vnni, avx2 or generic."""
     MAX_ROWS: int
 
 ops: _OpsModule

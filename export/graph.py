@@ -18,10 +18,10 @@ from onnx import TensorProto, helper, numpy_helper
 from .graph_rope import rope_caches
 from .model_ir import SUPPORTED_ARCHITECTURES, LoadedModel, QuantizedWeight, Weight
 from .quantize import (
-    Q4_BLOCK,
+    Q_BLOCK,
     concat_quantized,
     pack_matmulnbits,
-    pack_q4_tiles,
+    pack_qtiles,
     quantize_q4_1,
     quantize_rtn,
 )
@@ -32,7 +32,7 @@ OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
 MS = "com.microsoft"
 EDGESPEC_DOMAIN = "ai.edgespec"  # edgespec's CPU custom ops (native/src/ops/attention_op.h)
 ATTENTIONS = ("auto", "gqa", "edgespec")
-INT4_OPS = ("auto", "matmulnbits")
+QUANT_OPS = ("auto", "matmulnbits")
 
 # Graph I/O names (recorded verbatim in the manifest).
 IO_NAMES = {
@@ -71,11 +71,11 @@ class GraphOptions:
     # equals one-token decode steps bit for bit; auto: edgespec, gqa for fp16 (a GPU precision).
     # An edgespec graph also adds GGUF Q4_1 offsets with one ai.edgespec BlockOffset node.
     attention: str = "auto"
-    # 4-bit linear layers of a CPU graph (edgespec attention) whose weights have float16 offsets
-    # (GGUF Q4_1: w = d q + m) in blocks of 32. auto: ai.edgespec Q4MatMul (one node; reads the
-    # weights once for all rows of a verify, where MatMulNBits' cost grows by ~a quarter of a
-    # decode step per row); matmulnbits: com.microsoft MatMulNBits + ai.edgespec BlockOffset.
-    int4_op: str = "auto"
+    # 4- and 8-bit linear layers of a CPU graph (edgespec attention) whose offsets float16 holds
+    # (w = d q + m in blocks of 32: GGUF Q4_0, Q4_1, Q8_0). auto: ai.edgespec QMatMul (one node;
+    # reads the weights once for all rows of a verify, where MatMulNBits' cost grows by ~a
+    # quarter of a decode step per row); matmulnbits: com.microsoft MatMulNBits (+ BlockOffset).
+    quant_op: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -88,8 +88,8 @@ class GraphOptions:
             raise ValueError(f"accuracy_level must be 0..4, got {self.accuracy_level}")
         if self.attention not in ATTENTIONS:
             raise ValueError(f"unknown attention {self.attention!r} (expected {ATTENTIONS})")
-        if self.int4_op not in INT4_OPS:
-            raise ValueError(f"unknown int4_op {self.int4_op!r} (expected {INT4_OPS})")
+        if self.quant_op not in QUANT_OPS:
+            raise ValueError(f"unknown quant_op {self.quant_op!r} (expected {QUANT_OPS})")
         if self.attention == "edgespec" and self.precision == "fp16":
             raise ValueError("attention 'edgespec' is float32 only: use 'gqa' with fp16")
 
@@ -248,7 +248,7 @@ class _Builder:
         return y
 
     def quantized_linear(self, x: str, ws: list[Weight], name: str) -> str:
-        """Q4MatMul or MatMulNBits over the fused weights; falls back to per-part nodes + Concat."""
+        """QMatMul or MatMulNBits over the fused weights; falls back to per-part nodes + Concat."""
         qws = [w if isinstance(w, QuantizedWeight) else self.quantize_here(w) for w in ws]
         try:
             fused = [concat_quantized(qws)]
@@ -265,9 +265,9 @@ class _Builder:
 
     def matmul_nbits(self, x: str, qw: QuantizedWeight, name: str) -> str:
         """x [1,n,K] -> [1,n,N] with W packed exactly; non-integer zero points add an offset."""
-        q4 = self.q4_matmul(x, qw, name)
-        if q4 is not None:
-            return q4
+        qm = self.qmatmul(x, qw, name)
+        if qm is not None:
+            return qm
         p = pack_matmulnbits(qw)
         ins = [
             x,
@@ -306,36 +306,42 @@ class _Builder:
         return y
 
     def quantize_here(self, w: Weight) -> QuantizedWeight:
-        """A float weight quantized at export: in Q4_1's form where Q4MatMul will run it (its
+        """A float weight quantized at export: in Q4_1's form where QMatMul will run it (its
         offsets must be float16), else round-to-nearest with integer zero points."""
         bits, bs = self.opts.quant_bits, self.opts.block_size
-        if bits == 4 and bs == Q4_BLOCK and self.q4_op_allowed:
+        if bits == 4 and bs == Q_BLOCK and self.qmatmul_allowed:
             return quantize_q4_1(_float(w), bs)
         return quantize_rtn(w, bits, bs)
 
     @property
-    def q4_op_allowed(self) -> bool:
-        """Q4MatMul may run this graph's 4-bit layers (a CPU graph, int4_op auto)."""
-        return self.opts.attention_op == "edgespec" and self.opts.int4_op == "auto"
+    def qmatmul_allowed(self) -> bool:
+        """QMatMul may run this graph's 4- and 8-bit layers (a CPU graph, quant_op auto)."""
+        return self.opts.attention_op == "edgespec" and self.opts.quant_op == "auto"
 
-    def q4_matmul(self, x: str, qw: QuantizedWeight, name: str) -> str | None:
-        """x [1,n,K] -> [1,n,N] by one ai.edgespec Q4MatMul node where it applies (a CPU graph,
-        int4_op auto, 4 bits in blocks of 32, offsets m = -scale * zero_point exact in float16),
-        else None."""
-        if not self.q4_op_allowed or qw.bits != 4 or qw.block_size != Q4_BLOCK:
+    def qmatmul(self, x: str, qw: QuantizedWeight, name: str) -> str | None:
+        """x [1,n,K] -> [1,n,N] by one ai.edgespec QMatMul node where it applies (a CPU graph,
+        quant_op auto, 4 or 8 bits in blocks of 32, and one integer zero point for the whole
+        layer, GGUF Q4_0 / Q8_0, or offsets m = -scale * zero_point that float16 holds, GGUF
+        Q4_1), else None."""
+        if not self.qmatmul_allowed or qw.bits not in (4, 8) or qw.block_size != Q_BLOCK:
             return None
-        m = -qw.scale.astype(np.float32) * qw.zero_point.astype(np.float32)  # [N, nb]
-        m16 = _float16_exact(m)
-        if m16 is None:
-            return None
-        p = pack_q4_tiles(qw, m16)
+        zp = qw.zero_point  # [N, nb]
+        z = int(zp.flat[0]) if zp.size else 0
+        if np.all(zp == z) and 0 <= z < 1 << qw.bits:  # one integer zero point (Q4_0, Q8_0)
+            m16 = np.zeros(zp.shape, np.float16)  # subtracted exactly in int32 instead
+        else:  # per-block offsets (Q4_1): zero point 0, m = -scale * zero_point
+            z, m16 = 0, _float16_exact(-qw.scale.astype(np.float32) * zp.astype(np.float32))
+            if m16 is None:
+                return None
+        p = pack_qtiles(qw, m16, z)
         ins = [
             x,
-            self.init(f"{name}.q4", p.q),  # uint8 [tiles, nb, 256]
-            self.init(f"{name}.q4_scale", p.scale),  # float32 [tiles, nb, 16]
-            self.init(f"{name}.q4_m", p.m),  # float16 [tiles, nb, 16]
+            self.init(f"{name}.qtiles", p.q),  # uint8 [tiles, nb, 64 * bits]
+            self.init(f"{name}.qtiles_scale", p.scale),  # float32 [tiles, nb, 16]
+            self.init(f"{name}.qtiles_m", p.m),  # float16 [tiles, nb, 16]
         ]
-        (y,) = self.node("Q4MatMul", ins, name, domain=EDGESPEC_DOMAIN, N=p.n)  # [1,n,N]
+        attrs = {"N": p.n, "bits": p.bits, "zero_point": p.zero_point}
+        (y,) = self.node("QMatMul", ins, name, domain=EDGESPEC_DOMAIN, **attrs)  # [1,n,N]
         return y
 
     def blocksum(self, x: str, block_size: int) -> str:

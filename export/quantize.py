@@ -69,7 +69,7 @@ def quantize_rtn(
 def quantize_q4_1(w: np.ndarray, block_size: int = 32) -> QuantizedWeight:
     """GGUF Q4_1's rounding of W float [out, in]: per block m = min (as float16, as GGUF stores
     it), d = (max - m) / 15, q = round((w - m) / d) in 0..15; zero point -m / d (not an integer),
-    so W = d q + m with m exact in float16, the form ai.edgespec Q4MatMul takes."""
+    so W = d q + m with m exact in float16, the form ai.edgespec QMatMul takes."""
     out, n_in = w.shape
     if n_in % block_size:
         raise ValueError(f"input dim {n_in} is not a multiple of block_size {block_size}")
@@ -171,42 +171,50 @@ def concat_quantized(parts: list[QuantizedWeight]) -> QuantizedWeight:
 
 
 @dataclass(frozen=True)
-class PackedQ4Tiles:
-    """ai.edgespec Q4MatMul initializers (native/src/ops/q4_matmul.h): W = scale * q + m."""
+class PackedQTiles:
+    """ai.edgespec QMatMul initializers (native/src/ops/qmatmul.h): W = scale * q + m."""
 
-    q: np.ndarray  # uint8 [tiles, nb, 256]: 16 columns x 32 inputs of one block
+    q: np.ndarray  # uint8 [tiles, nb, 64 * bits]: 16 columns x 32 inputs of one block
     scale: np.ndarray  # float32 [tiles, nb, 16]
     m: np.ndarray  # float16 [tiles, nb, 16]
     n: int  # output features (tiles * 16 - padding)
     k: int  # input features
+    bits: int  # 4 or 8
+    zero_point: int  # z: W = scale * (q - z) + m
 
 
-Q4_TILE = 16  # output columns per tile (q4_matmul.h kQ4Tile)
-Q4_BLOCK = 32  # inputs per block (kQ4Block)
+Q_TILE = 16  # output columns per tile (qmatmul.h kQTile)
+Q_BLOCK = 32  # inputs per block (kQBlock)
 
 
-def pack_q4_tiles(qw: QuantizedWeight, m16: np.ndarray) -> PackedQ4Tiles:
-    """Lay out 4-bit levels qw.q [N, K] (blocks of 32), scales [N, nb] and the float16 offsets
-    m16 [N, nb] (W = scale * q + m) in Q4MatMul's tiles; N is padded to a multiple of 16 with zero
-    columns. Byte 4j + t of group i of a tile's block holds column j's input 4i + t in its low
-    nibble and input 4(i + 4) + t in its high nibble."""
-    if qw.bits != 4 or qw.block_size != Q4_BLOCK:
-        raise ValueError(f"Q4MatMul needs 4 bits in blocks of 32, got {qw.bits} / {qw.block_size}")
+def pack_qtiles(qw: QuantizedWeight, m16: np.ndarray, zero_point: int = 0) -> PackedQTiles:
+    """Lay out 4- or 8-bit levels qw.q [N, K] (blocks of 32), scales [N, nb] and the float16
+    offsets m16 [N, nb] (W = scale * (q - zero_point) + m) in QMatMul's tiles; N is padded to a
+    multiple of 16 with zero columns. 4 bits: byte 4j + t of group i (of 4) of a tile's block
+    holds column j's input 4i + t in its low nibble and input 4(i + 4) + t in its high nibble;
+    8 bits: byte 4j + t of group i (of 8) holds column j's input 4i + t."""
+    if qw.bits not in (4, 8) or qw.block_size != Q_BLOCK:
+        raise ValueError(
+            f"QMatMul needs 4 or 8 bits in blocks of 32, got {qw.bits} / {qw.block_size}"
+        )
     n, k = qw.q.shape
-    nb, tiles = k // Q4_BLOCK, -(-n // Q4_TILE)
-    pad = tiles * Q4_TILE - n
+    nb, tiles = k // Q_BLOCK, -(-n // Q_TILE)
+    pad = tiles * Q_TILE - n
 
     def tiled(a: np.ndarray) -> np.ndarray:  # [N, ...] -> [tiles, 16, ...], zero padded
         a = np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
-        return a.reshape(tiles, Q4_TILE, *a.shape[1:])
+        return a.reshape(tiles, Q_TILE, *a.shape[1:])
 
-    q = tiled(qw.q.astype(np.uint8)).reshape(tiles, Q4_TILE, nb, 8, 4)  # [t, j, b, g, u]
-    byte = (q[:, :, :, :4] & 0x0F) | ((q[:, :, :, 4:] & 0x0F) << 4)  # [t, j, b, i, u]
-    packed = byte.transpose(0, 2, 3, 1, 4).reshape(tiles, nb, 256)  # [t, b, i*64 + j*4 + u]
-    return PackedQ4Tiles(
+    q = tiled(qw.q.astype(np.uint8)).reshape(tiles, Q_TILE, nb, 8, 4)  # [t, j, b, g, u]
+    if qw.bits == 4:
+        q = (q[:, :, :, :4] & 0x0F) | ((q[:, :, :, 4:] & 0x0F) << 4)  # [t, j, b, i, u]
+    packed = q.transpose(0, 2, 3, 1, 4).reshape(tiles, nb, 64 * qw.bits)  # [t, b, i*64 + j*4 + u]
+    return PackedQTiles(
         q=np.ascontiguousarray(packed, dtype=np.uint8),
         scale=np.ascontiguousarray(tiled(qw.scale.astype(np.float32)).transpose(0, 2, 1)),
         m=np.ascontiguousarray(tiled(m16.astype(np.float16)).transpose(0, 2, 1)),
         n=n,
         k=k,
+        bits=qw.bits,
+        zero_point=zero_point,
     )

@@ -19,7 +19,8 @@
 #include "lookup.h"
 #include "ngram_table.h"
 #include "ops/block_offset.h"
-#include "ops/q4_matmul.h"
+#include "ops/qmatmul.h"
+#include "ops/qmatmul_simd.h"
 #include "ops/row_attention.h"
 #include "spec_math.h"
 
@@ -530,31 +531,55 @@ FloatArray block_offset(const FloatArray& y, const FloatArray& x,
   return z;
 }
 
-// y [rows, n] = x [rows, K] @ W^T for packed 4-bit weights (q4_matmul.h): q uint8 [tiles, nb,
-// 256], scale float [tiles, nb, 16], m float16 bits [tiles, nb, 16].
-FloatArray q4_matmul(const FloatArray& x,
-                     const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& q,
-                     const FloatArray& scale,
-                     const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& m,
-                     int64_t n, bool generic) {
-  const int64_t tiles = (n + ops::kQ4Tile - 1) / ops::kQ4Tile;
-  if (x.ndim() != 2 || x.shape(1) % ops::kQ4Block != 0 || n < 1 || q.ndim() != 3 ||
+using QMatMulFn = void (*)(const ops::QWeights&, const ops::QRows&, int64_t, int64_t, int64_t,
+                           float*, int64_t, int64_t);
+
+// The kernel named: "auto" (what the op runs on this CPU), "generic", "avx2", "avx512vnni"
+// (ValueError when this CPU lacks it).
+QMatMulFn qmatmul_kernel(const std::string& name) {
+  if (name == "auto") return ops::qmatmul_tiles;
+  if (name == "generic") return ops::qmatmul_tiles_generic;
+#if EDGESPEC_HAVE_AVX2
+  if (name == "avx2" && ops::cpu_has_avx2_f16c()) return ops::qmatmul_avx2;
+  if (name == "avx512vnni" && ops::cpu_has_avx512vnni()) return ops::qmatmul_avx512vnni;
+#endif
+  throw py::value_error(
+      "kernel must be auto, generic, or one this CPU runs (avx2, avx512vnni), "
+      "got " +
+      name);
+}
+
+// y [rows, n] = x [rows, K] @ W^T for packed 4- or 8-bit weights (qmatmul.h): q uint8 [tiles, nb,
+// 64 * bits], scale float [tiles, nb, 16], m float16 bits [tiles, nb, 16].
+FloatArray qmatmul(const FloatArray& x,
+                   const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& q,
+                   const FloatArray& scale,
+                   const py::array_t<uint16_t, py::array::c_style | py::array::forcecast>& m,
+                   int64_t n, int bits, int zero_point, const std::string& kernel) {
+  const int64_t tiles = (n + ops::kQTile - 1) / ops::kQTile;
+  if (x.ndim() != 2 || x.shape(1) % ops::kQBlock != 0 || n < 1 || q.ndim() != 3 ||
       scale.ndim() != 3 || m.ndim() != 3) {
     throw py::value_error("need x [rows, K] with K a multiple of 32, n >= 1 and 3-d q, scale, m");
   }
-  const int64_t rows = x.shape(0), nb = x.shape(1) / ops::kQ4Block;
-  const bool ok = q.shape(0) == tiles && q.shape(1) == nb && q.shape(2) == 256 &&
+  const int64_t rows = x.shape(0), nb = x.shape(1) / ops::kQBlock;
+  if (bits != 4 && bits != 8)
+    throw py::value_error("bits must be 4 or 8, got " + std::to_string(bits));
+  const bool ok = q.shape(0) == tiles && q.shape(1) == nb && q.shape(2) == 64 * bits &&
                   scale.shape(0) == tiles && scale.shape(1) == nb &&
-                  scale.shape(2) == ops::kQ4Tile && m.shape(0) == tiles && m.shape(1) == nb &&
-                  m.shape(2) == ops::kQ4Tile;
-  if (!ok) throw py::value_error("need q [tiles, nb, 256], scale and m [tiles, nb, 16]");
-  std::vector<int8_t> qx(static_cast<size_t>(rows * nb * ops::kQ4Block));  // [rows, K]
-  std::vector<float> d(static_cast<size_t>(rows * nb)), xs(d.size());      // [rows, nb]
-  ops::q4_quantize_rows(x.data(), rows, nb, qx.data(), d.data(), xs.data());
-  ops::Q4Weights w{q.data(), scale.data(), m.data(), nb, tiles};
+                  scale.shape(2) == ops::kQTile && m.shape(0) == tiles && m.shape(1) == nb &&
+                  m.shape(2) == ops::kQTile;
+  if (!ok) throw py::value_error("need q [tiles, nb, 64 * bits], scale and m [tiles, nb, 16]");
+  if (zero_point < 0 || zero_point >= (1 << bits)) {
+    throw py::value_error("zero_point must be in [0, 2^bits), got " + std::to_string(zero_point));
+  }
+  std::vector<int8_t> qx(static_cast<size_t>(rows * nb * ops::kQBlock));  // [rows, K]
+  std::vector<float> d(static_cast<size_t>(rows * nb)), xs(d.size());     // [rows, nb]
+  std::vector<int32_t> qs(d.size());                                      // [rows, nb]
+  const ops::QRows a{qx.data(), d.data(), xs.data(), qs.data()};
+  ops::qmatmul_quantize_rows(x.data(), rows, nb, a);
+  ops::QWeights w{q.data(), scale.data(), m.data(), nb, tiles, bits, zero_point};
   FloatArray y({rows, n});
-  auto run = generic ? ops::q4_matmul_tiles_generic : ops::q4_matmul_tiles;
-  run(w, qx.data(), d.data(), xs.data(), rows, 0, tiles, y.mutable_data(), n, n);
+  qmatmul_kernel(kernel)(w, a, rows, 0, tiles, y.mutable_data(), n, n);
   return y;
 }
 
@@ -566,11 +591,11 @@ void bind_ops(py::module_& m) {
   o.def("exp_nonpositive", [](float x) { return ops::exp_nonpositive(x); }, py::arg("x"));
   o.def("block_offset", &block_offset, py::arg("y"), py::arg("x"), py::arg("m"),
         py::arg("block_size"), py::arg("generic") = false);
-  o.def("q4_matmul", &q4_matmul, py::arg("x"), py::arg("q"), py::arg("scale"), py::arg("m"),
-        py::arg("n"), py::arg("generic") = false);
+  o.def("qmatmul", &qmatmul, py::arg("x"), py::arg("q"), py::arg("scale"), py::arg("m"),
+        py::arg("n"), py::arg("bits") = 4, py::arg("zero_point") = 0, py::arg("kernel") = "auto");
   o.def(
-      "q4_kernel", [] { return std::string(ops::q4_kernel_name()); },
-      "Which Q4MatMul kernel this CPU runs: avx512vnni, avx2 or generic.");
+      "qmatmul_kernel", [] { return std::string(ops::qmatmul_kernel_name()); },
+      "Which QMatMul kernel this CPU runs: avx512vnni, avx2 or generic.");
   o.attr("MAX_ROWS") = ops::kMaxRows;
 }
 

@@ -139,7 +139,7 @@ def _attention_domains(bundle: Path, role: str = "target") -> set[str]:
     [
         ([], "edgespec", "ai.edgespec", 3),  # auto: the CPU op for float32 activations
         (["--attention", "gqa"], "gqa", "com.microsoft", 1),  # readable by format-1 runtimes
-        (["--precision", "int4"], "edgespec", "ai.edgespec", 4),  # Q4MatMul: format 4
+        (["--precision", "int4"], "edgespec", "ai.edgespec", 4),  # QMatMul: format 4
         (["--precision", "fp16"], "gqa", "com.microsoft", 1),  # auto: fp16 is a GPU precision
     ],
 )

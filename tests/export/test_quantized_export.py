@@ -55,14 +55,14 @@ def test_quantized_top1_agrees_with_torch(tmp_path, qwen2_model, precision, min_
     top1 = float(np.mean(got.argmax(-1) == ref.argmax(-1)))
     print(f"{precision}: top-1 agreement {top1:.3f}, max|dlogits| {np.abs(got - ref).max():.3f}")
     assert top1 >= min_top1
-    if precision == "int4":  # float weights quantized here take Q4_1's form: Q4MatMul runs all
+    if precision == "int4":  # float weights quantized here take Q4_1's form: QMatMul runs all
         import onnx
 
         graph = onnx.load(
             str(tmp_path / "int4" / "target" / "model.onnx"), load_external_data=False
         )
         ops = [n.op_type for n in graph.graph.node]
-        assert ops.count("Q4MatMul") == 2 * 4 + 1 and "MatMulNBits" not in ops
+        assert ops.count("QMatMul") == 2 * 4 + 1 and "MatMulNBits" not in ops
         manifest = json.loads((tmp_path / "int4" / "edgespec.json").read_text())
         assert manifest["format_version"] == 4  # older runtimes refuse it: they lack the op
 
@@ -102,7 +102,7 @@ def test_prequantized_weights_are_packed_exactly(
     _, loaded = qwen2_model
     pre = prequantize(loaded, np.random.default_rng(1), float16_m)
     assert isinstance(pre.weights["model.layers.1.mlp.down_proj.weight"], QuantizedWeight)
-    opts = dict(accuracy_level=0, attention=attention, int4_op="matmulnbits")
+    opts = dict(accuracy_level=0, attention=attention, quant_op="matmulnbits")
     q = export(tmp_path, pre, "int4", precision="int4", **opts)
     f = export(tmp_path, pre, "fp32", precision="fp32")  # fp32 dequantizes
     graph = onnx.load(str(tmp_path / "int4" / "target" / "model.onnx"), load_external_data=False)
@@ -115,21 +115,32 @@ def test_prequantized_weights_are_packed_exactly(
     assert np.abs(a2 - b2).max() <= 1e-3
 
 
-def all_q4_1(loaded, rng):
-    """Copy of `loaded` with every linear weight GGUF-Q4_1-like (float16 m): Q4MatMul's input."""
+def gguf_like(loaded, rng):
+    """Copy of `loaded` as SmolLM2's GGUF holds it: every projection Q4_1 (float16 m), the output
+    layer Q8_0 (uint8 q + 128, zero point 128, float16 scale): QMatMul's inputs."""
     weights = dict(loaded.weights)
     for key, w in loaded.weights.items():
-        if key.endswith("_proj.weight") or key == "lm_head.weight":
+        if key.endswith("_proj.weight"):
             qw = quantize_rtn(w, bits=4)
             frac = rng.uniform(0.1, 0.9, qw.zero_point.shape)
             m = (-qw.scale * (qw.zero_point + frac)).astype(np.float16).astype(np.float64)
             zp = (-m / qw.scale.astype(np.float64)).astype(np.float32)  # [N, nb]
             weights[key] = dataclasses.replace(qw, zero_point=zp, source="gguf:Q4_1")
+        elif key == "lm_head.weight":
+            qw = quantize_rtn(w, bits=8)
+            blocks = w.reshape(w.shape[0], -1, 32)  # [N, nb, 32]
+            d = (np.abs(blocks).max(-1) / 127).astype(np.float16).astype(np.float32)  # [N, nb]
+            q = np.clip(np.round(blocks / d[:, :, None]), -127, 127) + 128  # [N, nb, 32]
+            weights[key] = dataclasses.replace(
+                qw, q=q.reshape(w.shape).astype(np.uint8), scale=d,
+                zero_point=np.full_like(d, 128.0), source="gguf:Q8_0",
+            )  # fmt: skip
     return dataclasses.replace(loaded, weights=weights)
 
 
-def test_q4matmul_graph(tmp_path, qwen2_model):
-    """A CPU int4 graph of Q4_1 weights runs every linear layer as one ai.edgespec Q4MatMul node:
+def test_qmatmul_graph(tmp_path, qwen2_model):
+    """A CPU int4 graph of Q4_1 / Q8_0 weights runs every linear layer as one ai.edgespec
+    QMatMul node (bits 4, the output layer bits 8):
     the function of MatMulNBits with int8 activations (accuracy_level 4) + BlockOffset (to within
     int8 rounding: the two round a few activations differently, which this tiny random model
     amplifies to ~2% of its largest logit), and a verify call equals one-token steps bit for
@@ -137,12 +148,18 @@ def test_q4matmul_graph(tmp_path, qwen2_model):
     import onnx
 
     _, loaded = qwen2_model
-    pre = all_q4_1(loaded, np.random.default_rng(3))
+    pre = gguf_like(loaded, np.random.default_rng(3))
     q4 = export(tmp_path, pre, "q4", precision="int4")
-    ref = export(tmp_path, pre, "nbits", precision="int4", int4_op="matmulnbits")
+    ref = export(tmp_path, pre, "nbits", precision="int4", quant_op="matmulnbits")
     graph = onnx.load(str(tmp_path / "q4" / "target" / "model.onnx"), load_external_data=False)
+    attrs = {n.name: {a.name: a.i for a in n.attribute} for n in graph.graph.node}
     ops = [n.op_type for n in graph.graph.node]
-    assert ops.count("Q4MatMul") == 2 * 4 + 1 and "MatMulNBits" not in ops  # 2 layers + head
+    assert ops.count("QMatMul") == 2 * 4 + 1 and "MatMulNBits" not in ops  # 2 layers + head
+    assert (attrs["lm_head"]["bits"], attrs["lm_head"]["zero_point"]) == (8, 128)  # Q8_0
+    assert (
+        attrs["model.layers.1.mlp.down_proj"]["bits"],
+        attrs["model.layers.1.mlp.down_proj"]["zero_point"],
+    ) == (4, 0)
     ids = [3, 17, 250, 99, 4, 8, 61, 5, 6]
     a, b = q4.forward(ids, 0), ref.forward(ids, 0)  # [9, vocab]
     assert np.abs(a - b).max() <= 0.05 * np.abs(b).max()  # a packing error gives ~100%

@@ -356,7 +356,7 @@ Ort::CustomOpDomain& domain() {
     auto* dom = new Ort::CustomOpDomain(kDomain);
     dom->Add(new AttentionOp());  // leaked with the domain (see attention_op.h)
     dom->Add(block_offset_op());
-    dom->Add(q4_matmul_op());
+    dom->Add(qmatmul_op());
     return dom;
   }();
   return *d;

@@ -21,9 +21,9 @@ constexpr const char* kDomain = "ai.edgespec";
 // offset of 4-bit weights with non-integer zero points (GGUF Q4_1), one node instead of four.
 const OrtCustomOp* block_offset_op();
 
-// ai.edgespec Q4MatMul (q4_matmul_op.cpp, kernel in q4_matmul.h): a 4-bit linear layer (GGUF
+// ai.edgespec QMatMul (qmatmul_op.cpp, kernel in qmatmul.h): a 4-bit linear layer (GGUF
 // Q4_1's form) with int8 activations that reads its weights once for all rows of a call.
-const OrtCustomOp* q4_matmul_op();
+const OrtCustomOp* qmatmul_op();
 
 // CreateKernelV2 of every op: a new Kernel(info), or a status with the message of what its
 // constructor threw (a bad attribute fails the session's load, not the process).

@@ -1,5 +1,5 @@
-"""The ai.edgespec Q4MatMul node on its own, through the onnxruntime Python package
-(libedgespec_ops.so): what the kernel computes (tests/unit/test_q4_matmul.py) on ORT's threads,
+"""The ai.edgespec QMatMul node on its own, through the onnxruntime Python package
+(libedgespec_ops.so): what the kernel computes (tests/unit/test_qmatmul.py) on ORT's threads,
 leading dims kept, the same bits for a row in any call, and a clear error for every bad input."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from edgespec import _native  # noqa: E402
 from edgespec._ort import ops_library  # noqa: E402
-from edgespec.export.quantize import pack_q4_tiles, quantize_rtn  # noqa: E402
+from edgespec.export.quantize import pack_qtiles, quantize_rtn  # noqa: E402
 
 pytestmark = pytest.mark.export
 
 
 def _session(**attrs) -> ort.InferenceSession:
-    node = helper.make_node("Q4MatMul", ["x", "q", "s", "m"], ["y"], domain="ai.edgespec", **attrs)
+    node = helper.make_node("QMatMul", ["x", "q", "s", "m"], ["y"], domain="ai.edgespec", **attrs)
     vi = helper.make_tensor_value_info
     inputs = [
         vi("x", TensorProto.FLOAT, None),  # [..., K]
@@ -36,26 +36,31 @@ def _session(**attrs) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def _packed(rng, n: int, k: int):
-    qw = quantize_rtn(rng.standard_normal((n, k)).astype(np.float32), bits=4, block_size=32)
+def _packed(rng, n: int, k: int, bits: int = 4, z: int = 0):
+    qw = quantize_rtn(rng.standard_normal((n, k)).astype(np.float32), bits=bits, block_size=32)
     m16 = (rng.standard_normal(qw.scale.shape) * 0.05).astype(np.float16)  # [N, nb]
-    return pack_q4_tiles(qw, m16)
+    return pack_qtiles(qw, m16, z)
 
 
 def _feeds(p, x) -> dict:
     return {"x": x, "q": p.q, "s": p.scale, "m": p.m}
 
 
-@pytest.mark.parametrize(("rows", "n", "k"), [(1, 960, 576), (5, 576, 1536), (37, 70, 64)])
-def test_equals_the_kernel_on_ort_threads(rows, n, k):
+@pytest.mark.parametrize(
+    ("rows", "n", "k", "bits"),
+    [(1, 960, 576, 4), (5, 576, 1536, 4), (37, 70, 64, 4), (1, 3000, 576, 8), (9, 70, 64, 8)],
+)
+def test_equals_the_kernel_on_ort_threads(rows, n, k, bits):
     """Several ParallelFor units (64 columns each) give what one call of the kernel gives."""
     rng = np.random.default_rng(rows + n)
-    p = _packed(rng, n, k)
+    z = 0 if bits == 4 else 128
+    p = _packed(rng, n, k, bits, z)
     x = rng.standard_normal((1, rows, k)).astype(np.float32)  # [1, rows, K]
-    (y,) = _session(N=n).run(None, _feeds(p, x))
+    attrs = {"N": n} if bits == 4 else {"N": n, "bits": 8, "zero_point": z}  # defaults: 4, 0
+    (y,) = _session(**attrs).run(None, _feeds(p, x))
     assert y.shape == (1, rows, n) and y.dtype == np.float32
-    ref = _native.ops.q4_matmul(x[0], p.q, p.scale, p.m.view(np.uint16), n)  # [rows, N]
-    assert np.array_equal(y[0], ref)
+    args = (x[0], p.q, p.scale, p.m.view(np.uint16), n)
+    assert np.array_equal(y[0], _native.ops.qmatmul(*args, bits=bits, zero_point=z))
 
 
 def test_a_row_gives_the_same_bits_in_any_call():
@@ -92,7 +97,7 @@ def test_bad_inputs_are_clear_errors(change, pattern):
         feeds["x"] = x[:, :, :40].copy()
     elif change == "q":
         feeds["q"] = p.q[:, :, :255].copy()
-    with pytest.raises(Exception, match=r"ai\.edgespec\.Q4MatMul: " + pattern) as info:
+    with pytest.raises(Exception, match=r"ai\.edgespec\.QMatMul: " + pattern) as info:
         s.run(None, feeds)
     assert "\n" not in str(info.value).strip()
     if change != "n":
@@ -100,7 +105,15 @@ def test_bad_inputs_are_clear_errors(change, pattern):
         assert y.shape == (1, 3, 20)
 
 
-@pytest.mark.parametrize(("attrs", "pattern"), [({"N": 0}, "N must be"), ({}, "N is missing")])
+@pytest.mark.parametrize(
+    ("attrs", "pattern"),
+    [
+        ({"N": 0}, "N must be"),
+        ({}, "N is missing"),
+        ({"N": 16, "bits": 2}, "bits must be 4 or 8"),
+        ({"N": 16, "zero_point": 16}, r"zero_point must be in \[0, 15\], got 16"),
+    ],
+)
 def test_bad_attributes_fail_at_load(attrs, pattern):
     with pytest.raises(Exception, match=pattern):
         _session(**attrs)
