@@ -32,13 +32,6 @@ enum Input {
 };
 enum Output { kOut, kPresentKey, kPresentValue };
 
-int64_t int_attr(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback) {
-  int64_t value = fallback;
-  OrtStatus* status = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &value);
-  if (status != nullptr) Ort::GetApi().ReleaseStatus(status);  // absent: the default
-  return status != nullptr ? fallback : value;
-}
-
 float float_attr(const Ort::ConstKernelInfo& info, const char* name, float fallback) {
   float value = fallback;
   OrtStatus* status = Ort::GetApi().KernelInfoGetAttribute_float(info, name, &value);
@@ -229,12 +222,7 @@ class AttentionKernel {
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) noexcept {
-    try {
-      compute(Ort::KernelContext(raw));
-      return nullptr;
-    } catch (const std::exception& err) {
-      return Ort::GetApi().CreateStatus(ORT_RUNTIME_EXCEPTION, err.what());
-    }
+    return guarded([&] { compute(Ort::KernelContext(raw)); });
   }
 
  private:
@@ -350,6 +338,13 @@ struct AttentionOp : Ort::CustomOpBase<AttentionOp, AttentionKernel, true> {
 };
 
 }  // namespace
+
+int64_t int_attr(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback) {
+  int64_t value = fallback;
+  OrtStatus* status = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &value);
+  if (status != nullptr) Ort::GetApi().ReleaseStatus(status);  // absent: the default
+  return status != nullptr ? fallback : value;
+}
 
 Ort::CustomOpDomain& domain() {
   static Ort::CustomOpDomain* d = [] {

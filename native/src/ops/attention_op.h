@@ -37,6 +37,21 @@ OrtStatusPtr create_kernel(const OrtApi& api, const OrtKernelInfo* info, void** 
   }
 }
 
+// ComputeV2 of every op: runs f (the kernel's compute), or returns a status with the message of
+// what it threw (a bad input fails the Run, not the process).
+template <class F>
+OrtStatusPtr guarded(F&& f) noexcept {
+  try {
+    f();
+    return nullptr;
+  } catch (const std::exception& err) {
+    return Ort::GetApi().CreateStatus(ORT_RUNTIME_EXCEPTION, err.what());
+  }
+}
+
+// An int attribute of a node, `fallback` when the node does not set it.
+int64_t int_attr(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback);
+
 // The process-wide domain holding every op (created on first use with the ORT API already
 // initialised, never destroyed: sessions may outlive any owner of ours).
 Ort::CustomOpDomain& domain();

@@ -57,12 +57,7 @@ class BlockOffsetKernel {
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) noexcept {
-    try {
-      compute(Ort::KernelContext(raw));
-      return nullptr;
-    } catch (const std::exception& err) {
-      return Ort::GetApi().CreateStatus(ORT_RUNTIME_EXCEPTION, err.what());
-    }
+    return guarded([&] { compute(Ort::KernelContext(raw)); });
   }
 
  private:

@@ -55,14 +55,11 @@ class QMatMulKernel {
     }
     if (n <= 0 || n > (int64_t{1} << 24)) fail("N must be in [1, 2^24], got " + std::to_string(n));
     n_ = n;
-    int64_t bits = 4;  // optional
-    status = Ort::GetApi().KernelInfoGetAttribute_int64(raw, "bits", &bits);
-    if (status != nullptr) Ort::GetApi().ReleaseStatus(status);
+    const Ort::ConstKernelInfo info(raw);
+    const int64_t bits = int_attr(info, "bits", 4);
     if (bits != 4 && bits != 8) fail("bits must be 4 or 8, got " + std::to_string(bits));
     bits_ = static_cast<int>(bits);
-    int64_t zp = 0;  // optional
-    status = Ort::GetApi().KernelInfoGetAttribute_int64(raw, "zero_point", &zp);
-    if (status != nullptr) Ort::GetApi().ReleaseStatus(status);
+    const int64_t zp = int_attr(info, "zero_point", 0);
     if (zp < 0 || zp >= (int64_t{1} << bits_)) {
       fail("zero_point must be in [0, " + std::to_string((1 << bits_) - 1) + "], got " +
            std::to_string(zp));
@@ -71,12 +68,7 @@ class QMatMulKernel {
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* raw) noexcept {
-    try {
-      compute(Ort::KernelContext(raw));
-      return nullptr;
-    } catch (const std::exception& err) {
-      return Ort::GetApi().CreateStatus(ORT_RUNTIME_EXCEPTION, err.what());
-    }
+    return guarded([&] { compute(Ort::KernelContext(raw)); });
   }
 
  private:

@@ -9,7 +9,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #define VNNI_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
@@ -136,6 +138,22 @@ void store(const float* out, int rows, int width, int64_t c0, int64_t n, int64_t
   for (int r = 0; r < rows; ++r) std::copy_n(out + r * width, cols, y + (r0 + r) * ldy + c0);
 }
 
+// The kernels for 1..kRows rows of one bit width, indexed by rows - 1.
+using VnniFn = void (*)(const QWeights&, int64_t, const QRows&, int64_t, float*);
+using Avx2Fn = void (*)(const QWeights&, int64_t, int, const QRows&, int64_t, float*);
+template <int Bits, size_t... R>
+constexpr std::array<VnniFn, kRows> vnni_table(std::index_sequence<R...>) {
+  return {tile_vnni<Bits, static_cast<int>(R) + 1>...};
+}
+template <int Bits, size_t... R>
+constexpr std::array<Avx2Fn, kRows> avx2_table(std::index_sequence<R...>) {
+  return {half_avx2<Bits, static_cast<int>(R) + 1>...};
+}
+constexpr auto kVnni4 = vnni_table<4>(std::make_index_sequence<kRows>());
+constexpr auto kVnni8 = vnni_table<8>(std::make_index_sequence<kRows>());
+constexpr auto kAvx24 = avx2_table<4>(std::make_index_sequence<kRows>());
+constexpr auto kAvx28 = avx2_table<8>(std::make_index_sequence<kRows>());
+
 template <typename F>
 void by_row_groups(int64_t rows, F&& f) {  // f(r0, R): the fewest groups of up to kRows rows,
   const int64_t groups = (rows + kRows - 1) / kRows;  // as even as they come (9 = 5 + 4)
@@ -163,14 +181,7 @@ bool cpu_has_avx2_f16c() {
 
 void qmatmul_avx512vnni(const QWeights& w, const QRows& a, int64_t rows, int64_t t0, int64_t t1,
                         float* y, int64_t ldy, int64_t n) {
-  using Fn = void (*)(const QWeights&, int64_t, const QRows&, int64_t, float*);
-  static constexpr Fn fns4[kRows] = {tile_vnni<4, 1>, tile_vnni<4, 2>, tile_vnni<4, 3>,
-                                     tile_vnni<4, 4>, tile_vnni<4, 5>, tile_vnni<4, 6>,
-                                     tile_vnni<4, 7>, tile_vnni<4, 8>};
-  static constexpr Fn fns8[kRows] = {tile_vnni<8, 1>, tile_vnni<8, 2>, tile_vnni<8, 3>,
-                                     tile_vnni<8, 4>, tile_vnni<8, 5>, tile_vnni<8, 6>,
-                                     tile_vnni<8, 7>, tile_vnni<8, 8>};
-  const Fn* fns = w.bits == 8 ? fns8 : fns4;
+  const VnniFn* fns = w.bits == 8 ? kVnni8.data() : kVnni4.data();
   alignas(64) float out[kRows * kQTile];  // [R, 16]
   for (int64_t t = t0; t < t1; ++t) {
     by_row_groups(rows, [&](int64_t r0, int nr) {
@@ -182,14 +193,7 @@ void qmatmul_avx512vnni(const QWeights& w, const QRows& a, int64_t rows, int64_t
 
 void qmatmul_avx2(const QWeights& w, const QRows& a, int64_t rows, int64_t t0, int64_t t1, float* y,
                   int64_t ldy, int64_t n) {
-  using Fn = void (*)(const QWeights&, int64_t, int, const QRows&, int64_t, float*);
-  static constexpr Fn fns4[kRows] = {half_avx2<4, 1>, half_avx2<4, 2>, half_avx2<4, 3>,
-                                     half_avx2<4, 4>, half_avx2<4, 5>, half_avx2<4, 6>,
-                                     half_avx2<4, 7>, half_avx2<4, 8>};
-  static constexpr Fn fns8[kRows] = {half_avx2<8, 1>, half_avx2<8, 2>, half_avx2<8, 3>,
-                                     half_avx2<8, 4>, half_avx2<8, 5>, half_avx2<8, 6>,
-                                     half_avx2<8, 7>, half_avx2<8, 8>};
-  const Fn* fns = w.bits == 8 ? fns8 : fns4;
+  const Avx2Fn* fns = w.bits == 8 ? kAvx28.data() : kAvx24.data();
   alignas(32) float out[kRows * 8];  // [R, 8]
   for (int64_t t = t0; t < t1; ++t) {
     for (int h = 0; h < 2; ++h) {
