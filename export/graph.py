@@ -69,12 +69,12 @@ class GraphOptions:
     # Attention op. gqa: ORT's com.microsoft GroupQueryAttention (every provider); edgespec:
     # ai.edgespec GroupQueryAttention (CPU), each query row computed alone, so a verify call
     # equals one-token decode steps bit for bit; auto: edgespec, gqa for fp16 (a GPU precision).
-    # An edgespec graph also adds GGUF Q4_1 offsets with one ai.edgespec BlockOffset node.
     attention: str = "auto"
-    # 4- and 8-bit linear layers of a CPU graph (edgespec attention) whose offsets float16 holds
-    # (w = d q + m in blocks of 32: GGUF Q4_0, Q4_1, Q8_0). auto: ai.edgespec QMatMul (one node;
-    # reads the weights once for all rows of a verify, where MatMulNBits' cost grows by ~a
-    # quarter of a decode step per row); matmulnbits: com.microsoft MatMulNBits (+ BlockOffset).
+    # 4- and 8-bit linear layers of a CPU graph (edgespec attention) in blocks of 32 with one
+    # integer zero point or float16 offsets (w = d (q - z) + m: GGUF Q4_0, Q4_1, Q8_0). auto:
+    # ai.edgespec QMatMul (one node; reads the weights once for all rows of a verify, where
+    # MatMulNBits' cost grows by ~a quarter of a decode step per row); matmulnbits:
+    # com.microsoft MatMulNBits, GGUF Q4_1's offsets added by one ai.edgespec BlockOffset node.
     quant_op: str = "auto"
 
     def __post_init__(self) -> None:
@@ -254,10 +254,10 @@ class _Builder:
             fused = [concat_quantized(qws)]
         except ValueError:  # mixed bit widths / block sizes carried from the source
             fused = qws
-        outs = [
-            self.matmul_nbits(x, q, f"{name}/part{i}" if len(fused) > 1 else name)
-            for i, q in enumerate(fused)
-        ]
+        outs = []
+        for i, q in enumerate(fused):
+            part = f"{name}/part{i}" if len(fused) > 1 else name
+            outs.append(self.qmatmul(x, q, part) or self.matmul_nbits(x, q, part))
         if len(outs) == 1:
             return outs[0]
         (y,) = self.node("Concat", outs, f"{name}/concat", axis=-1)
@@ -265,9 +265,6 @@ class _Builder:
 
     def matmul_nbits(self, x: str, qw: QuantizedWeight, name: str) -> str:
         """x [1,n,K] -> [1,n,N] with W packed exactly; non-integer zero points add an offset."""
-        qm = self.qmatmul(x, qw, name)
-        if qm is not None:
-            return qm
         p = pack_matmulnbits(qw)
         ins = [
             x,

@@ -1,3 +1,4 @@
+// QMatMul (qmatmul.h): the activation quantizer, the portable kernel and the per-CPU dispatch.
 #include "qmatmul.h"
 
 #include <algorithm>

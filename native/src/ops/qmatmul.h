@@ -1,7 +1,7 @@
 // A 4- or 8-bit linear layer whose every row is computed on its own, with int8 activations:
-//   W[n, k] = s[n, b] * q[n, k] + m[n, b]   (b = k / 32; q in 0..15: GGUF Q4_1's form, or
-//                                            0..255: Q8_0 as q + 128 with m = -128 s)
-//   x row r, block b:  d[r, b] = max_k |x| / 127,  qx[r, k] = round(x[r, k] / d) in [-127, 127],
+//   W[n, k] = s[n, b] (q[n, k] - z) + m[n, b]   (b = k / 32; q in 0..15 or 0..255)
+//   x row r, block b:  d[r, b] = max_k |x| / 127,
+//                      qx[r, k] = round_half_even(x[r, k] * (127 / max_k |x|)) in [-127, 127],
 //                      xs[r, b] = sum_k x[r, k] (8 partial sums over k mod 8 in k order, then
 //                      ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)))
 //                      qs[r, b] = sum_k qx[r, k] (int32)

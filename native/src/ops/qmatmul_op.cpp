@@ -3,7 +3,7 @@
 //           m float16 [tiles, K / 32, 16] (export/quantize.py pack_qtiles)
 //   attributes: N (int, >= 1), bits (int, 4 or 8; default 4), zero_point (int, 0 .. 2^bits - 1;
 //               default 0)
-//   output: y float [..., N] = x @ W^T, W = scale * q + m per block of 32 inputs
+//   output: y float [..., N] = x @ W^T, W = scale * (q - zero_point) + m per block of 32 inputs
 #include <algorithm>
 #include <exception>
 #include <stdexcept>
@@ -78,9 +78,9 @@ class QMatMulKernel {
   int zero_point_ = 0;
 };
 
-// Checks the packed inputs against x's K and the attribute N; returns the weights.
+// Checks the packed inputs against x's K and the attributes; returns the weights.
 QWeights weights(const Ort::ConstValue& q, const Ort::ConstValue& s, const Ort::ConstValue& m,
-                 int64_t k, int64_t n, int bits) {
+                 int64_t k, int64_t n, int bits, int zero_point) {
   const std::vector<int64_t> qs = q.GetTensorTypeAndShapeInfo().GetShape();
   const std::vector<int64_t> ss = s.GetTensorTypeAndShapeInfo().GetShape();
   const std::vector<int64_t> ms = m.GetTensorTypeAndShapeInfo().GetShape();
@@ -99,6 +99,7 @@ QWeights weights(const Ort::ConstValue& q, const Ort::ConstValue& s, const Ort::
   w.nb = nb;
   w.tiles = tiles;
   w.bits = bits;
+  w.zero_point = zero_point;
   return w;
 }
 
@@ -108,8 +109,7 @@ void QMatMulKernel::compute(Ort::KernelContext ctx) const {
   if (shape.empty()) fail("x must have at least one dimension");
   const int64_t k = shape.back();
   Call c;
-  c.w = weights(ctx.GetInput(1), ctx.GetInput(2), ctx.GetInput(3), k, n_, bits_);
-  c.w.zero_point = zero_point_;
+  c.w = weights(ctx.GetInput(1), ctx.GetInput(2), ctx.GetInput(3), k, n_, bits_, zero_point_);
   c.n = n_;
   c.rows = k > 0 ? x.GetTensorTypeAndShapeInfo().GetElementCount() / k : 0;
   shape.back() = n_;
