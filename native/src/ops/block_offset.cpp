@@ -6,12 +6,11 @@
 #include <cstring>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu_features.h"
+
+#if EDGESPEC_HAVE_AVX2
 #include <immintrin.h>
-#define EDGESPEC_BLOCK_OFFSET_AVX2 1
 #define AVX2_F16C_FN __attribute__((target("avx2,fma,f16c")))
-#else
-#define EDGESPEC_BLOCK_OFFSET_AVX2 0
 #endif
 
 namespace edgespec {
@@ -41,7 +40,7 @@ void cols_portable(const float* s, int64_t rows, int64_t nb, const uint16_t* m, 
   }
 }
 
-#if EDGESPEC_BLOCK_OFFSET_AVX2
+#if EDGESPEC_HAVE_AVX2
 // m [nb, c .. c + 32) as floats into buf [nb, 32] (exact).
 AVX2_F16C_FN void widen_chunk(const uint16_t* m, int64_t nb, int64_t n, float* buf) {
   for (int64_t b = 0; b < nb; ++b) {
@@ -97,10 +96,6 @@ AVX2_F16C_FN void cols_avx2(const float* s, int64_t rows, int64_t nb, const uint
   }
 }
 
-bool cpu_has_avx2_f16c() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
-}
 #endif
 
 }  // namespace
@@ -140,7 +135,7 @@ void block_offset_cols_generic(const float* s, int64_t rows, int64_t nb, const u
 
 void block_offset_cols(const float* s, int64_t rows, int64_t nb, const uint16_t* m, int64_t n,
                        int64_t c0, int64_t c1, const float* y, float* z) {
-#if EDGESPEC_BLOCK_OFFSET_AVX2
+#if EDGESPEC_HAVE_AVX2
   static const bool avx2 = cpu_has_avx2_f16c();
   if (avx2) {
     cols_avx2(s, rows, nb, m, n, c0, c1, y, z);

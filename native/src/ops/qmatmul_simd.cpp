@@ -166,19 +166,6 @@ void by_row_groups(int64_t rows, F&& f) {  // f(r0, R): the fewest groups of up 
 
 }  // namespace
 
-bool cpu_has_avx512vnni() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-}
-
-bool cpu_has_avx2_f16c() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
-}
-
 void qmatmul_avx512vnni(const QWeights& w, const QRows& a, int64_t rows, int64_t t0, int64_t t1,
                         float* y, int64_t ldy, int64_t n) {
   const VnniFn* fns = w.bits == 8 ? kVnni8.data() : kVnni4.data();

@@ -177,11 +177,6 @@ bool attend_rows_avx2(const float* q, int nr, const float* k, const float* v, in
   return true;
 }
 
-bool cpu_has_avx2() {
-  __builtin_cpu_init();  // no-op once libgcc's constructor ran; required before it has
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 }  // namespace ops
 }  // namespace edgespec
 

@@ -3,13 +3,8 @@
 
 #include <cstdint>
 
+#include "cpu_features.h"
 #include "row_attention.h"
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define EDGESPEC_HAVE_AVX2 1
-#else
-#define EDGESPEC_HAVE_AVX2 0
-#endif
 
 namespace edgespec {
 namespace ops {
@@ -20,8 +15,6 @@ namespace ops {
 bool attend_rows_avx2(const float* q, int nr, const float* k, const float* v, int n0, int dim,
                       float scale, float* scores, int64_t stride, float* out, int64_t out_stride,
                       const KeyRows& rows);
-// Whether this CPU runs AVX2 and FMA.
-bool cpu_has_avx2();
 #endif
 
 }  // namespace ops
