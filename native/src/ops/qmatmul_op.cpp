@@ -19,6 +19,7 @@ namespace {
 
 constexpr int64_t kUnitTiles = 4;         // tiles (64 columns) per ParallelFor unit
 constexpr int64_t kSerialWork = 1 << 15;  // below this many multiply-adds: one thread
+constexpr int64_t kUnitRows = 16;         // rows per ParallelFor unit of the activation quantizer
 
 [[noreturn]] void fail(const std::string& what) {
   throw std::invalid_argument("ai.edgespec.QMatMul: " + what);
@@ -32,10 +33,20 @@ std::string shape_str(const std::vector<int64_t>& d) {
 
 struct Call {
   QWeights w;
-  QRows a;             // the quantized rows
-  float* y = nullptr;  // [rows, n]
+  const float* x = nullptr;  // [rows, K]
+  QRows a;                   // the quantized rows
+  float* y = nullptr;        // [rows, n]
   int64_t rows = 0, n = 0;
 };
+
+// Quantizes rows [16 u, 16 u + 16) of x into c.a (rows quantize independently).
+void quantize_unit(void* data, size_t u) {
+  const Call& c = *static_cast<const Call*>(data);
+  const int64_t r0 = static_cast<int64_t>(u) * kUnitRows, nr = std::min(kUnitRows, c.rows - r0);
+  const int64_t b0 = r0 * c.w.nb;  // first block of row r0
+  const QRows part{c.a.qx + b0 * kQBlock, c.a.d + b0, c.a.xs + b0, c.a.qs + b0};
+  qmatmul_quantize_rows(c.x + b0 * kQBlock, nr, c.w.nb, part);
+}
 
 void run_unit(void* data, size_t u) {
   const Call& c = *static_cast<const Call*>(data);
@@ -122,8 +133,14 @@ void QMatMulKernel::compute(Ort::KernelContext ctx) const {
   if (qx.size() < blocks * kQBlock) qx.resize(blocks * kQBlock);
   if (dxs.size() < 2 * blocks) dxs.resize(2 * blocks);
   if (qs.size() < blocks) qs.resize(blocks);
+  c.x = x.GetTensorData<float>();
   c.a = {qx.data(), dxs.data(), dxs.data() + blocks, qs.data()};
-  qmatmul_quantize_rows(x.GetTensorData<float>(), c.rows, c.w.nb, c.a);
+  if (c.rows > kUnitRows) {  // a prefill chunk: its quantization is worth the threads
+    ctx.ParallelFor(quantize_unit, static_cast<size_t>((c.rows + kUnitRows - 1) / kUnitRows), 0,
+                    &c);
+  } else {
+    qmatmul_quantize_rows(c.x, c.rows, c.w.nb, c.a);
+  }
   const size_t units = static_cast<size_t>((c.w.tiles + kUnitTiles - 1) / kUnitTiles);
   if (c.rows * k * n_ < kSerialWork || units == 1) {
     qmatmul_tiles(c.w, c.a, c.rows, 0, c.w.tiles, c.y, n_, n_);
