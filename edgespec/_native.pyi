@@ -255,12 +255,14 @@ class _OpsModule:
         m: npt.ArrayLike,
         n: int,
         bits: int = 4,
+        zero_point: int = 0,
         kernel: str = "auto",
     ) -> npt.NDArray[np.float32]:
         """x [rows, K] @ W^T -> [rows, n] for 4- or 8-bit weights packed by pack_qtiles (q uint8
         [tiles, K/32, 64 * bits], scale float [tiles, K/32, 16], m float16 bits as uint16 [tiles,
-        K/32, 16]); activations quantized to int8 per block of 32. kernel: auto (the op's choice on
-        this CPU), generic, avx2 or avx512vnni (ValueError when this CPU lacks it)."""
+        K/32, 16]; W = scale (q - zero_point) + m); activations quantized to int8 per block of
+        32. kernel: auto (the op's choice on this CPU), generic, avx2 or avx512vnni (ValueError
+        when this CPU lacks it)."""
     @staticmethod
     def qmatmul_kernel() -> str:
         """Which QMatMul kernel this CPU runs: avx512vnni, avx2 or generic."""

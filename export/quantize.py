@@ -172,13 +172,13 @@ def concat_quantized(parts: list[QuantizedWeight]) -> QuantizedWeight:
 
 @dataclass(frozen=True)
 class PackedQTiles:
-    """ai.edgespec QMatMul initializers (native/src/ops/qmatmul.h): W = scale * q + m."""
+    """ai.edgespec QMatMul initializers and attributes (native/src/ops/qmatmul.h):
+    W = scale * (q - zero_point) + m."""
 
     q: np.ndarray  # uint8 [tiles, nb, 64 * bits]: 16 columns x 32 inputs of one block
     scale: np.ndarray  # float32 [tiles, nb, 16]
     m: np.ndarray  # float16 [tiles, nb, 16]
     n: int  # output features (tiles * 16 - padding)
-    k: int  # input features
     bits: int  # 4 or 8
     zero_point: int  # z: W = scale * (q - z) + m
 
@@ -214,7 +214,6 @@ def pack_qtiles(qw: QuantizedWeight, m16: np.ndarray, zero_point: int = 0) -> Pa
         scale=np.ascontiguousarray(tiled(qw.scale.astype(np.float32)).transpose(0, 2, 1)),
         m=np.ascontiguousarray(tiled(m16.astype(np.float16)).transpose(0, 2, 1)),
         n=n,
-        k=k,
         bits=qw.bits,
         zero_point=zero_point,
     )
