@@ -10,12 +10,15 @@
 // m_, catch up over positions m_..L-2 (t_{p+1} = committed[p+1], f_p from the store); the last
 // row gives d_1 and f^_{L-1}; d_{i+1} comes from feeding (d_i, f^) at the next position. Then
 // m_ = L-1: the positions fed with predicted features are forgotten at the next rewind.
-// Copy path: when the last copy_match tokens occurred earlier (prompt lookup, lookup.h, matched
-// up to ngram_max tokens), the step proposes what followed them instead (a long exact match
-// predicts summaries and answers over a passage better than the head); the head then catches
-// up over the gap next time. Without a copy, the bundle's n-gram table drafts when it has a
-// confident continuation (GenConfig.ngram_table; ngram_table.h), else the head. Draft class: 0
-// for the head, the match length for a copy, TableStep::kClass + context length for the table.
+// Sources, as drafter "ngram" picks them (draft_class): below a 2-token match (lookup.h
+// kTextMatch) the bundle's n-gram table drafts when it has a confident continuation
+// (GenConfig.ngram_table; ngram_table.h); else, when the last copy_match tokens (default 1)
+// occurred earlier (prompt lookup, matched up to ngram_max tokens), the step proposes what
+// followed them; only where neither has anything does the head draft, and it catches up over
+// the gap then. Prompt lookup and the table are free and, where they have a draft, right as
+// often as this head (README, "Distilled draft head"); the head fills the steps where prompt
+// lookup would propose nothing. Draft class: 0 for the head, the match length for a copy,
+// TableStep::kClass + context length for the table.
 // Draft length: a copy may run up to k (default 16, as prompt lookup); the head's chain stops at
 // kHeadDepth, at k, or once its confidence drops below draft_confidence, whichever comes first.
 // Siblings (greedy, on a target that verifies trees, GenConfig.sibling_min > 0): at each depth i
@@ -91,14 +94,20 @@ class EagleDrafter final : public Drafter {
     m_ = len - 1;
   }
 
+  // The source of this step's draft, as drafter "ngram" picks it where the text offers a copy:
+  // the table below a kTextMatch-token match (or below copy_match, whichever is longer) when it
+  // has a continuation, else a copy from a copy_match-token match; the head where neither has
+  // anything (where prompt lookup would propose nothing, or only a copy shorter than copy_match).
   int draft_class(const std::vector<int32_t>& committed) override {
-    const int m = match_.find(committed, copy_min_, copy_max_);  // 0: no copy
+    const int m = match_.find(committed, copy_min_ > 0 ? 1 : 0, copy_max_);  // longest match
     table_step_.clear();
-    if (m == 0 && use_table_) {
+    if (m < std::max(lookup::kTextMatch, copy_min_) && use_table_) {
       const int cls = table_step_.find(table_.get(), committed);
       if (cls >= 0) return cls;
     }
-    return m;  // 0: the head drafts
+    if (m >= copy_min_ && m > 0) return m;  // a copy: class = match length
+    match_.clear();
+    return 0;  // the head drafts
   }
 
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
@@ -226,7 +235,7 @@ class EagleDrafter final : public Drafter {
   int n_true_ = 0;               // store rows 0..n_true_-1 are true features
   int verify_pos_ = 0;           // first position of the latest on_target_features()
   int m_ = 0;                    // head KV positions computed from true features
-  int copy_min_ = 3;         // copy path: shortest match that makes a lookup proposal (0 = never)
+  int copy_min_ = 1;         // copy path: shortest match that makes a lookup proposal (0 = never)
   int copy_max_ = 8;         // copy path: matches are counted up to this length (ngram_max)
   lookup::StepMatch match_;  // this step's copy match (draft_class -> propose)
   std::shared_ptr<const NgramIndex> table_;  // the bundle's n-gram table (null: none)

@@ -12,9 +12,6 @@
 namespace edgespec {
 namespace {
 
-// A match this long drafts from the text itself; the table is asked only below it.
-constexpr int kTextMatch = 2;
-
 class NgramDrafter final : public Drafter {
  public:
   explicit NgramDrafter(std::shared_ptr<const NgramIndex> table) : table_(std::move(table)) {}
@@ -28,7 +25,7 @@ class NgramDrafter final : public Drafter {
   int draft_class(const std::vector<int32_t>& committed) override {
     const int n = match_.find(committed, ngram_min_, ngram_max_);
     table_step_.clear();
-    if (n < kTextMatch && use_table_) {
+    if (n < lookup::kTextMatch && use_table_) {
       const int cls = table_step_.find(table_.get(), committed);
       if (cls >= 0) return cls;
     }

@@ -344,8 +344,11 @@ def simulate_greedy_eagle(
     return seq[p_len:], hist, off_chain
 
 
-# the copy path on (copy_match 3) and off, with the head's siblings (a tree) and without
-@pytest.mark.parametrize(("copy_n", "sibling_min"), [(3, 0.0), (0, 0.0), (3, 0.05), (0, 0.05)])
+# the copy path from 1 token (the default), from 3, and off, with the head's siblings (a tree)
+# and without
+@pytest.mark.parametrize(
+    ("copy_n", "sibling_min"), [(1, 0.0), (3, 0.0), (0, 0.0), (3, 0.05), (0, 0.05)]
+)
 @pytest.mark.parametrize("k", [1, 3, 8])
 @pytest.mark.parametrize("which", ["tiny", "peaked"])
 def test_engine_matches_a_python_reference_head(

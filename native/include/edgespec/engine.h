@@ -79,9 +79,11 @@ struct GenConfig {
   int ngram_min = 1;              // prompt lookup: shortest n-gram to match
   bool ngram_table = true;        // draft from the bundle's n-gram table (if it has one) where
                                   // the conversation offers no copy: drafter "ngram" below a
-                                  // 2-token match, "eagle" below copy_match (before its head)
-  int copy_match = 3;             // drafter "eagle": copy by prompt lookup instead of running the
-                                  // head when a match is at least this long (0 = never)
+                                  // 2-token match, "eagle" below the longer of that and
+                                  // copy_match (before its head)
+  int copy_match = 1;             // drafter "eagle": copy by prompt lookup instead of running the
+                                  // head when a match is at least this long (0 = never); below a
+                                  // 2-token match the n-gram table drafts first, as for "ngram"
   float draft_confidence = 0.3f;  // drafter "eagle": stop drafting once the product of the head's
                                   // top-token probabilities falls below this (0 = never): its
                                   // confidence tracks acceptance (EAGLE-2)
