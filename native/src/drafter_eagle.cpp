@@ -69,8 +69,10 @@ class EagleDrafter final : public Drafter {
     }
   }
 
-  // Called after the target prefill delivered the prompt's features: the head catches up over
-  // positions 0..P-2 (all true).
+  // Called after the target prefill delivered the prompt's features (all true). The head does
+  // not run here: it catches up over the prompt when it first drafts (catch_up), so a generation
+  // that prompt lookup and the table serve throughout (a long passage to summarize) never pays
+  // for it, and the first token never waits for it.
   void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) override {
     greedy_ = cfg.temperature == 0.0f;
     sibling_min_ = cfg.sibling_min;
@@ -90,8 +92,6 @@ class EagleDrafter final : public Drafter {
     n_true_ = len;
     head_->rewind_to(0);
     m_ = 0;
-    if (len >= 2) head_->prefill(prompt.data() + 1, len - 1, nullptr, store_.data());
-    m_ = len - 1;
   }
 
   // The source of this step's draft, as drafter "ngram" picks it where the text offers a copy:

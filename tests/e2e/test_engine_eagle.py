@@ -306,10 +306,7 @@ def simulate_greedy_eagle(
     seq = list(prompt)
     logits, _ = run(target, seq, 0)
     seq.append(int(np.argmax(logits[-1])))
-    m = 0
-    if p_len >= 2:
-        run(head, seq[1:p_len], 0, feats[: p_len - 1])
-        m = p_len - 1
+    m = 0  # the head runs first when it first drafts: its catch-up covers the prompt
     hist = [0] * (k + 1)
     off_chain = 0
     while len(seq) - p_len < max_new:
