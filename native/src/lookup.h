@@ -18,7 +18,7 @@ constexpr int kCopyDraft = 16;
 
 // Below a match this long, a bundle's n-gram table drafts instead of the text (when it has a
 // continuation): a one-token match's copy is right ~25% of the time, the table's ~42% (SmolLM2,
-// fp32, 280 plain answers); from two tokens on the copy is right more often (53% vs 43%).
+// fp32, 140 plain answers); from two tokens on the copy is right more often (53% vs 43%).
 constexpr int kTextMatch = 2;
 
 // An earlier occurrence of the sequence's suffix: seq[end-len+1..end] == seq[L-len..L-1].
