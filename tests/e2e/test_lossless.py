@@ -196,7 +196,9 @@ def test_eagle_equals_plain(eagle_session, prompts, plain, k, adaptive):
             p, max_new_tokens=NEW_TOKENS, drafter="eagle", num_draft_tokens=k, adaptive=adaptive
         )
         assert r.tokens == plain[p], (arch, "eagle", k, adaptive, p)
-        assert r.stats.accepted <= r.stats.drafted <= (k or 4) * max(r.stats.steps, 1)
+        # k = 0: the drafter's own bound, 16 for a copy (lookup.h kCopyDraft; the head's chain
+        # stops at 4): with copy_match 1 these looping answers are mostly copied
+        assert r.stats.accepted <= r.stats.drafted <= (k or 16) * max(r.stats.steps, 1)
         accepted += r.stats.accepted
         drafted += r.stats.drafted
     print(f"{arch} eagle k={k} adaptive={adaptive}: accepted {accepted}/{drafted}")
