@@ -38,6 +38,7 @@ class ModelSpec:
     features: str  # input float32 [1, n, hidden_size]; "" = the graph has none
     hidden_states: str  # output float32 [1, n, hidden_size]; "" = not bound
     token_map: list[int]  # eagle head only: draft id -> target id
+    reuse_prefix: bool  # width-invariant rows: keep the KV of a prompt's shared prefix
     def __init__(self, **kwargs: Any) -> None: ...
 
 class ProviderSpec:
@@ -70,6 +71,8 @@ class GenConfig:
 class GenStats:
     @property
     def n_prompt(self) -> int: ...
+    @property
+    def n_prompt_reused(self) -> int: ...
     @property
     def n_generated(self) -> int: ...
     @property

@@ -83,6 +83,9 @@ class ModelInfo:
             "capacity": self.capacity,
             "kv_dtype": self.kv_dtype,
             "logits_dtype": self.logits_dtype,
+            # edgespec's attention computes every row the same whatever the call's width, so a
+            # kept prefix's KV equals a fresh prefill's; ORT's does not (README, "Attention")
+            "reuse_prefix": self.attention == "edgespec",
             **{k: self.inputs[k] for k in _INPUT_KEYS},
             **{k: self.outputs[k] for k in _OUTPUT_KEYS},
         }

@@ -28,7 +28,7 @@ from .text import IncrementalDetokenizer, StopMatcher, check_messages, check_uni
 class GenerationStats:
     """Figures of one generation (times in seconds)."""
 
-    prompt_tokens: int  # tokens prefilled
+    prompt_tokens: int  # prompt tokens
     new_tokens: int  # tokens generated
     steps: int  # target forward calls after the prefill
     drafted: int  # tokens proposed by the drafter
@@ -44,6 +44,9 @@ class GenerationStats:
     verify_s: float  # time in target forward calls after the prefill
     total_s: float
     drafter: str  # drafter that ran: none | ngram | model | eagle
+    # of prompt_tokens, those whose KV the previous generation left (a shared prefix: a chat
+    # follow-up), so not prefilled again
+    prompt_tokens_reused: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -452,6 +455,7 @@ def _stats(st: Any, drafter: str) -> GenerationStats:
     decode_s = st.t_total_s - st.t_first_token_s
     return GenerationStats(
         prompt_tokens=st.n_prompt,
+        prompt_tokens_reused=st.n_prompt_reused,
         new_tokens=st.n_generated,
         steps=st.n_steps,
         drafted=st.n_draft,

@@ -155,7 +155,8 @@ void bind_specs(py::module_& m) {
       .def_readwrite("hidden_size", &ModelSpec::hidden_size)
       .def_readwrite("features", &ModelSpec::features)
       .def_readwrite("hidden_states", &ModelSpec::hidden_states)
-      .def_readwrite("token_map", &ModelSpec::token_map);
+      .def_readwrite("token_map", &ModelSpec::token_map)
+      .def_readwrite("reuse_prefix", &ModelSpec::reuse_prefix);
   add_repr(model, "ModelSpec",
            {"path", "num_layers", "num_kv_heads", "head_dim", "vocab_size", "capacity", "kv_dtype",
             "logits_dtype"});
@@ -217,6 +218,7 @@ void bind_specs(py::module_& m) {
 void bind_results(py::module_& m) {
   py::class_<GenStats> stats(m, "GenStats", "Counters and timings of one generation.");
   stats.def_readonly("n_prompt", &GenStats::n_prompt)
+      .def_readonly("n_prompt_reused", &GenStats::n_prompt_reused)
       .def_readonly("n_generated", &GenStats::n_generated)
       .def_readonly("n_steps", &GenStats::n_steps)
       .def_readonly("n_draft", &GenStats::n_draft)
@@ -229,10 +231,10 @@ void bind_results(py::module_& m) {
       .def_readonly("t_verify_s", &GenStats::t_verify_s)
       .def_readonly("t_total_s", &GenStats::t_total_s)
       .def_readonly("t_first_token_s", &GenStats::t_first_token_s);
-  add_repr(
-      stats, "GenStats",
-      {"n_prompt", "n_generated", "n_steps", "n_draft", "n_accept", "accept_hist", "n_tree",
-       "n_off_chain", "t_prefill_s", "t_draft_s", "t_verify_s", "t_total_s", "t_first_token_s"});
+  add_repr(stats, "GenStats",
+           {"n_prompt", "n_prompt_reused", "n_generated", "n_steps", "n_draft", "n_accept",
+            "accept_hist", "n_tree", "n_off_chain", "t_prefill_s", "t_draft_s", "t_verify_s",
+            "t_total_s", "t_first_token_s"});
 
   py::class_<GenResult> result(m, "GenResult", "Committed tokens, finish reason and stats.");
   result.def_readonly("tokens", &GenResult::tokens)

@@ -56,6 +56,14 @@ class Drafter {
   // Starts a generation: `prompt` is the committed sequence before the first generated token.
   // `cfg` was validated by the engine. May run a prefill.
   virtual void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) = 0;
+  // How many leading positions of `prompt` the drafter's state still serves, when the target
+  // keeps the KV of a prefix from the previous generation (ModelSpec.reuse_prefix): the target
+  // then prefills from at most there. A drafter that holds the target's features of the
+  // positions it saw (eagle) bounds it; one that keeps its own state needs nothing of the target.
+  // Called before the target's prefill and begin().
+  virtual int kept_prefix(const std::vector<int32_t>& prompt) const {
+    return static_cast<int>(prompt.size());
+  }
   // Which draft class the next proposal falls in (e.g. its prompt-lookup match length), or -1
   // when there is nothing to propose (the step then decodes plainly). Called before every
   // propose(); the cost-aware policy keeps acceptance per class (draft_policy.h), clamped to

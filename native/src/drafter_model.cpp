@@ -3,11 +3,14 @@
 // length then); on_accept(n) rewinds it to C + min(n, k-1) valid entries, and the next propose()
 // first feeds the committed tokens it has not seen (catch-up: the correction/bonus token, plus
 // d_k when all k were accepted).
+// Prefix reuse (ModelSpec.reuse_prefix of the draft graph): fed_ records the committed tokens at
+// the draft KV's positions, so begin() prefills only what a new prompt does not share with them.
 #include <algorithm>
 #include <stdexcept>
 
 #include "drafter.h"
 #include "model.h"
+#include "prefix.h"
 #include "spec_math.h"
 
 namespace edgespec {
@@ -16,14 +19,20 @@ namespace {
 class ModelDrafter final : public Drafter {
  public:
   explicit ModelDrafter(std::unique_ptr<Model> model)
-      : model_(std::move(model)), idx_(model_->vocab(), 0) {}
+      : model_(std::move(model)), idx_(model_->vocab(), 0), reuse_(model_->spec().reuse_prefix) {
+    fed_.reserve(model_->capacity());
+  }
 
   void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) override {
     greedy_ = cfg.temperature == 0.0f;
     params_ = {cfg.temperature, cfg.top_k, cfg.top_p};
     rng_.reseed(cfg.seed ^ 0x5deece66dULL);  // a stream independent of the target's
-    model_->rewind_to(0);
-    model_->prefill(prompt.data(), static_cast<int>(prompt.size()));
+    const int len = static_cast<int>(prompt.size());
+    const int keep = reuse_ ? fed_.shared(prompt.data(), len, model_->n_past()) : 0;
+    fed_.truncate(keep);
+    model_->rewind_to(keep);
+    if (keep < len) model_->prefill(prompt.data() + keep, len - keep);
+    if (reuse_) fed_.extend(prompt.data(), len);
     committed_at_propose_ = 0;
     k_last_ = 0;
   }
@@ -31,6 +40,7 @@ class ModelDrafter final : public Drafter {
   int propose(const std::vector<int32_t>& committed, int k, DraftOut& out) override {
     const int len = static_cast<int>(committed.size());
     const float* row = catch_up(committed.data(), len);
+    if (reuse_) fed_.extend(committed.data(), len);  // the drafts go after: positions >= len
     out.has_q = !greedy_;
     const int vocab = model_->vocab();
     for (int i = 0; i < k; ++i) {
@@ -78,6 +88,8 @@ class ModelDrafter final : public Drafter {
   bool greedy_ = true;
   int committed_at_propose_ = 0;  // C: committed length at the last propose()
   int k_last_ = 0;                // k of the last propose()
+  bool reuse_ = false;            // the draft graph's ModelSpec.reuse_prefix
+  PrefixRecord fed_;              // committed tokens at the draft KV's positions
 };
 
 }  // namespace

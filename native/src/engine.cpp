@@ -10,6 +10,10 @@
 // Trees (greedy, has_tree() targets): the verify forward checks every branch of a draft tree;
 // the accepted path's KV rows are then moved into place (Model::keep_rows) and its hidden rows
 // are what the drafter receives, as if the path alone had been verified as a chain.
+// Prefix reuse (ModelSpec.reuse_prefix): target_prefix records the tokens of the target KV's
+// positions after a generation; the next one keeps the rows its prompt shares with them (and, for
+// an eagle head, with the positions whose features the head still holds: Drafter::kept_prefix),
+// at least one prompt token short so the prefill still yields the first token's logits.
 // Capacity: the committed sequence (prompt + generated) never exceeds capacity(); a step with k
 // drafts needs committed + k + 1 <= capacity, so k shrinks near the end and generation finishes
 // "length" when not even one more token fits.
@@ -27,6 +31,7 @@
 #include "drafter.h"
 #include "model.h"
 #include "ngram_table.h"
+#include "prefix.h"
 #include "spec_math.h"
 
 namespace edgespec {
@@ -205,7 +210,8 @@ struct Engine::Impl {
   DraftPolicy ngram_policy;        // cost-aware draft length; measured costs persist per engine
   DraftPolicy model_policy;
   DraftPolicy eagle_policy;
-  std::mutex busy;  // generate() is not re-entrant
+  PrefixRecord target_prefix;  // tokens at the target KV's positions (kept across generations)
+  std::mutex busy;             // generate() is not re-entrant
 
   // Per-generation state, reset by start().
   const GenConfig* cfg_ = nullptr;
@@ -245,6 +251,7 @@ Engine::Impl::Impl(const ModelSpec& target_spec, const ModelSpec& draft_spec,
     model_policy.set_prior_draft_cost(weight_bytes_ratio(draft_spec, target_spec));
   if (eagle) eagle_policy.set_prior_draft_cost(weight_bytes_ratio(eagle_spec, target_spec));
   committed.reserve(static_cast<size_t>(capacity) + 1);
+  target_prefix.reserve(capacity);
   verify_in.assign(kMaxDraftTokens + 1, 0);
   tree_in.assign(kMaxDraftTokens + 1, -1);
   path.assign(kMaxDraftTokens, 0);
@@ -334,6 +341,9 @@ GenResult Engine::Impl::generate(const std::vector<int32_t>& prompt, const GenCo
     }
   }
   result_.stats.t_total_s = seconds_since(t0_);
+  // The target KV holds every committed token but the newest (cancelled mid-prefill: fewer).
+  assert(target->n_past() <= static_cast<int>(committed.size()));
+  if (target->spec().reuse_prefix) target_prefix.extend(committed.data(), target->n_past());
   result_.tokens.assign(committed.begin() + static_cast<int64_t>(prompt.size()), committed.end());
   GenResult out = result_;
   cfg_ = nullptr;
@@ -345,14 +355,18 @@ GenResult Engine::Impl::generate(const std::vector<int32_t>& prompt, const GenCo
 // Prefills the target (and the drafter) and commits the first token. False when finished.
 bool Engine::Impl::prefill(const std::vector<int32_t>& prompt) {
   const auto t = Clock::now();
-  target->rewind_to(0);
+  const int n = static_cast<int>(prompt.size());
+  int keep = target_prefix.shared(prompt.data(), n, std::min(n - 1, target->n_past()));
+  if (drafter_ != nullptr) keep = std::min(keep, drafter_->kept_prefix(prompt));
+  target_prefix.truncate(keep);
+  target->rewind_to(keep);
+  result_.stats.n_prompt_reused = keep;
   // The drafter sees the features of each prefill chunk (eagle), before its begin().
   HiddenFn on_hidden;
   if (drafter_ != nullptr && target->hidden() != nullptr) {
     on_hidden = [this](int pos, const float* h, int n) { drafter_->on_target_features(pos, h, n); };
   }
-  const int n = static_cast<int>(prompt.size());
-  const float* row = target->prefill(prompt.data(), n, cancel_, nullptr, on_hidden);
+  const float* row = target->prefill(prompt.data() + keep, n - keep, cancel_, nullptr, on_hidden);
   if (row == nullptr) {
     result_.finish_reason = "cancelled";
     return false;

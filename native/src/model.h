@@ -58,6 +58,7 @@ class Model {
   int vocab() const { return spec_.vocab_size; }
   int max_width() const { return max_width_; }
   int prefill_width() const { return prefill_width_; }
+  const ModelSpec& spec() const { return spec_; }
   int hidden_size() const { return spec_.hidden_size; }
   // Whether forward() can verify a tree (the graph takes tree_parents, and the KV is on the CPU).
   bool has_tree() const { return !spec_.tree_parents.empty() && !on_device_; }

@@ -38,6 +38,11 @@ struct ModelSpec {
   std::string features;            // input float32 [1, n, hidden_size] ("" = the graph has none)
   std::string hidden_states;       // output float32 [1, n, hidden_size] ("" = not bound)
   std::vector<int32_t> token_map;  // eagle head only: int32 [vocab_size], draft id -> target id
+  bool reuse_prefix = false;       // rows are computed the same whatever the call's width
+                                   // (edgespec attention): a generation keeps the KV of the
+                                   // prefix its prompt shares with the tokens before it (a
+                                   // chat follow-up) and prefills the rest, the same bits as
+                                   // a fresh prefill; false = every generation prefills all
 };
 
 // The bundle's n-gram table (docs/bundle-format.md, lookup): for contexts of n_min..n_max
@@ -96,7 +101,8 @@ struct GenConfig {
 };
 
 struct GenStats {
-  int n_prompt = 0;              // prompt tokens prefilled
+  int n_prompt = 0;              // prompt tokens
+  int n_prompt_reused = 0;       // of them, those whose KV was kept from before (not prefilled)
   int n_generated = 0;           // tokens committed (returned)
   int n_steps = 0;               // target verify calls after prefill
   int n_draft = 0;               // tokens proposed by the drafter
@@ -145,8 +151,10 @@ class Engine {
   bool has_eagle() const;
   int capacity() const;  // min of target, draft and eagle head capacity
 
-  // Runs one generation from scratch (KV state reset). `cancel` may be flipped by any thread;
-  // generation stops at the next step boundary with finish_reason "cancelled".
+  // Runs one generation. Its tokens do not depend on earlier ones: the KV of the prompt's prefix
+  // that the previous generations' tokens share is kept only where the graphs say that gives the
+  // same bits (ModelSpec.reuse_prefix); the rest is prefilled. `cancel` may be flipped by any
+  // thread; generation stops at the next step boundary with finish_reason "cancelled".
   // Not re-entrant: callers serialize (the Python Session holds a lock).
   GenResult generate(const std::vector<int32_t>& prompt, const GenConfig& cfg,
                      const ChunkCallback& on_chunk, const std::atomic<bool>* cancel);
