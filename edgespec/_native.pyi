@@ -149,6 +149,7 @@ class Engine:
         on_chunk: Callable[[list[int]], bool | None] | None = None,
         cancel: CancelToken | None = None,
     ) -> GenResult: ...
+    def forget(self, keep: int = 0) -> None: ...
 
 class _SpecModule:
     """edgespec._native.spec: the pure acceptance math on float32 numpy arrays (for tests)."""

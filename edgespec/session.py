@@ -140,6 +140,19 @@ class Session:
         """Tokens (prompt + generated) that fit in the KV cache."""
         return self.bundle.capacity
 
+    def forget(self, keep: int = 0) -> None:
+        """Drop the KV state earlier generations left past their first `keep` tokens (0: all of
+        it). A generation keeps the KV of the prefix its prompt shares with the conversation so
+        far (a chat follow-up prefills only its new tokens; stats.prompt_tokens_reused); after
+        this the next one prefills from `keep` at the latest, a cold start. Outputs never
+        depend on it, only prefill time does."""
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+        with self._lock:
+            if self._engine is None:
+                raise RuntimeError("session is closed")
+            self._engine.forget(keep)
+
     def cancel(self) -> None:
         """End the generation in progress (finish_reason "cancelled"). Safe from any thread."""
         run = self._running

@@ -45,6 +45,10 @@ class EdgespecRunner:
             if not first:
                 first.append(time.perf_counter())
 
+        # Every request prefills its whole prompt, as Spec-Bench times it and as the peers do
+        # (llama.cpp resets per request): the methods of a question share its prompt, and a
+        # second turn would otherwise find the first turn's KV kept (Session.forget).
+        self.session.forget()
         reset = reset_peak_rss()
         t0 = time.perf_counter()
         r = self.session.generate(

@@ -270,7 +270,10 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("has_eagle", &Engine::has_eagle)
       .def_property_readonly("capacity", &Engine::capacity)
       .def("generate", &generate, py::arg("prompt"), py::arg("config") = GenConfig(),
-           py::arg("on_chunk") = py::none(), py::arg("cancel") = nullptr);
+           py::arg("on_chunk") = py::none(), py::arg("cancel") = nullptr)
+      .def("forget", &Engine::forget, py::arg("keep") = 0,
+           "Forget what earlier generations left past their first `keep` positions (0: all): the "
+           "next generation prefills from there at the latest.");
 }
 
 // ---- edgespec._native.spec: the pure math, on numpy float32 arrays ----

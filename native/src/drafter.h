@@ -64,6 +64,8 @@ class Drafter {
   virtual int kept_prefix(const std::vector<int32_t>& prompt) const {
     return static_cast<int>(prompt.size());
   }
+  // Forgets the state a reuse could keep past position `keep` (Engine::forget).
+  virtual void forget(int keep) {}
   // Which draft class the next proposal falls in (e.g. its prompt-lookup match length), or -1
   // when there is nothing to propose (the step then decodes plainly). Called before every
   // propose(); the cost-aware policy keeps acceptance per class (draft_policy.h), clamped to

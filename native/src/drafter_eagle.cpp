@@ -99,6 +99,8 @@ class EagleDrafter final : public Drafter {
     m_ = 0;
   }
 
+  void forget(int keep) override { feats_.truncate(keep); }
+
   int kept_prefix(const std::vector<int32_t>& prompt) const override {
     return feats_.shared(prompt.data(), static_cast<int>(prompt.size()), n_true_);
   }

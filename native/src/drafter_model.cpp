@@ -67,6 +67,8 @@ class ModelDrafter final : public Drafter {
     model_->rewind_to(committed_at_propose_ + std::min(n_accept, k_last_ - 1));
   }
 
+  void forget(int keep) override { fed_.truncate(keep); }
+
   int default_k() const override { return 4; }
   bool stochastic(const GenConfig& cfg) const override { return cfg.temperature > 0.0f; }
 

@@ -552,4 +552,14 @@ GenResult Engine::generate(const std::vector<int32_t>& prompt, const GenConfig& 
   return impl_->generate(prompt, cfg, on_chunk, cancel);
 }
 
+void Engine::forget(int keep) {
+  if (keep < 0) throw std::invalid_argument("forget: keep must be >= 0, got " + num(keep));
+  std::unique_lock<std::mutex> lock(impl_->busy, std::try_to_lock);
+  if (!lock.owns_lock()) throw std::runtime_error("Engine.forget while a generation runs");
+  impl_->target_prefix.truncate(keep);
+  for (Drafter* d : {impl_->ngram.get(), impl_->model_drafter.get(), impl_->eagle_drafter.get()}) {
+    if (d != nullptr) d->forget(keep);
+  }
+}
+
 }  // namespace edgespec

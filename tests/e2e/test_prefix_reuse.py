@@ -197,3 +197,60 @@ def test_eagle_does_not_keep_features_of_another_conversation(eagle_engines, rng
     r2 = reuse.generate(follow, config(**HEAD))
     assert r2.stats.n_prompt_reused == 0  # (unless the two prompts began alike: they do not)
     assert outcome(r2) == outcome(fresh.generate(follow, config(**HEAD)))
+
+
+# ---------------------------------------------------------------- forgetting, and the Session
+
+
+def test_forget_drops_what_a_generation_left(engines, rng_prompt):
+    reuse, _ = engines
+    p = rng_prompt(40)
+    want = outcome(reuse.generate(p, config(drafter="model", **FIXED)))
+    reuse.forget(25)
+    r = reuse.generate(p, config(drafter="model", **FIXED))
+    assert r.stats.n_prompt_reused == 25 and outcome(r) == want
+    reuse.forget()
+    r = reuse.generate(p, config(drafter="model", **FIXED))
+    assert r.stats.n_prompt_reused == 0 and outcome(r) == want
+    with pytest.raises(ValueError, match="keep must be >= 0, got -1"):
+        reuse.forget(-1)
+
+
+def test_forget_refuses_while_generating(engines, rng_prompt):
+    reuse, _ = engines
+    seen = []
+
+    def on_chunk(tokens):
+        try:
+            reuse.forget()
+        except RuntimeError as e:
+            seen.append(str(e))
+        return True
+
+    reuse.generate(rng_prompt(10), config(), on_chunk)
+    assert seen and "while a generation runs" in seen[0]
+
+
+def test_session_follow_up_reuses_the_conversation(tiny_bundle_with_draft):
+    from edgespec import Session
+
+    chat = [{"role": "user", "content": "the cat sat on the mat and then"}]
+    with Session(tiny_bundle_with_draft, threads=1) as s, Session(tiny_bundle_with_draft) as cold:
+        r1 = s.generate(chat, max_new_tokens=20, drafter="model")
+        chat2 = [
+            *chat,
+            {"role": "assistant", "content": r1.text},
+            {"role": "user", "content": "go"},
+        ]
+        r2 = s.generate(chat2, max_new_tokens=20, drafter="model")
+        assert r2.stats.prompt_tokens_reused > r1.stats.prompt_tokens
+        cold.forget()  # nothing to forget: a no-op
+        want = cold.generate(chat2, max_new_tokens=20, drafter="model")
+        assert want.stats.prompt_tokens_reused == 0
+        assert (r2.text, r2.tokens) == (want.text, want.tokens)
+        s.forget()
+        assert s.generate(chat2, max_new_tokens=20).stats.prompt_tokens_reused == 0
+        with pytest.raises(ValueError, match="keep must be >= 0"):
+            s.forget(-3)
+    with pytest.raises(RuntimeError, match="closed"):
+        s.forget()

@@ -158,6 +158,11 @@ class Engine {
   // Not re-entrant: callers serialize (the Python Session holds a lock).
   GenResult generate(const std::vector<int32_t>& prompt, const GenConfig& cfg,
                      const ChunkCallback& on_chunk, const std::atomic<bool>* cancel);
+  // Forgets what earlier generations left past their first `keep` positions (0: all of it), so
+  // the next generation prefills its prompt from there at the latest (a cold start, as a
+  // benchmark's first turn wants). A length change. Throws std::invalid_argument for keep < 0,
+  // std::runtime_error while a generation runs.
+  void forget(int keep);
 
  private:
   struct Impl;
