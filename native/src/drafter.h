@@ -56,15 +56,8 @@ class Drafter {
   // Starts a generation: `prompt` is the committed sequence before the first generated token.
   // `cfg` was validated by the engine. May run a prefill.
   virtual void begin(const std::vector<int32_t>& prompt, const GenConfig& cfg) = 0;
-  // How many leading positions of `prompt` the drafter's state still serves, when the target
-  // keeps the KV of a prefix from the previous generation (ModelSpec.reuse_prefix): the target
-  // then prefills from at most there. A drafter that holds the target's features of the
-  // positions it saw (eagle) bounds it; one that keeps its own state needs nothing of the target.
-  // Called before the target's prefill and begin().
-  virtual int kept_prefix(const std::vector<int32_t>& prompt) const {
-    return static_cast<int>(prompt.size());
-  }
-  // Forgets the state a reuse could keep past position `keep` (Engine::forget).
+  // Forgets the state of its own that a later begin() could keep past position `keep`
+  // (Engine::forget; a drafter with its own KV keeps what a new prompt shares with it).
   virtual void forget(int keep) {}
   // Which draft class the next proposal falls in (e.g. its prompt-lookup match length), or -1
   // when there is nothing to propose (the step then decodes plainly). Called before every
@@ -82,10 +75,12 @@ class Drafter {
   // Whether propose() samples and records q rows for this configuration.
   virtual bool stochastic(const GenConfig& cfg) const = 0;
   // The target ran positions pos..pos+n-1; hidden is its hidden_states rows, float [n × H].
-  // Called (only on the active drafter, only when the target binds hidden states) after each
-  // target prefill chunk, BEFORE begin(), and after every verify forward, before on_accept().
+  // Called on the eagle head's drafter (when the target binds hidden states) after each target
+  // prefill chunk, BEFORE begin(), and after every verify forward, before on_accept(), whichever
+  // drafter is active: its feature store follows the target KV, a kept prefix included.
   // The target KV holds committed tokens only, so the rows up to pos are true features; the
-  // later rows of a verify are true only for the drafts on_accept() reports accepted.
+  // later rows of a verify are true only for the drafts on_accept() reports accepted (when
+  // another drafter is active, no on_accept() comes: the next forward's pos tells).
   virtual void on_target_features(int pos, const float* hidden, int n) {}
 };
 

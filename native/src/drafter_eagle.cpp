@@ -27,8 +27,9 @@
 // sibling_min; the target keeps whichever of the two it agrees with. A one-level-wide EAGLE-2
 // tree. Off by default: on a 2-core CPU a verify row costs 4-10% of a step, and siblings at
 // 0.1-0.3 measured neutral against chains (README, "Draft trees").
-// Prefix reuse: feats_ records the tokens of the positions whose true features the store holds
-// (kept_prefix); the head itself catches up from position 0 in every generation.
+// Prefix reuse: the engine feeds the store every target forward, whichever drafter is active, so
+// it holds the true features of every position the target keeps; the head itself catches up
+// from position 0 in every generation.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -38,7 +39,6 @@
 #include "lookup.h"
 #include "model.h"
 #include "ngram_table.h"
-#include "prefix.h"
 #include "spec_math.h"
 
 namespace edgespec {
@@ -62,7 +62,6 @@ class EagleDrafter final : public Drafter {
         idx_(head_->vocab(), 0),
         table_(std::move(table)),
         tree_ok_(tree_ok) {
-    feats_.reserve(head_->capacity());
     if (head_->hidden() == nullptr || h_ <= 0) {
       throw std::invalid_argument("eagle head: hidden_states output and hidden_size are required");
     }
@@ -94,15 +93,8 @@ class EagleDrafter final : public Drafter {
                                std::to_string(len));
     }
     n_true_ = len;
-    feats_.extend(prompt.data(), len);  // truncated to the prefill's start: the prompt's prefix
     head_->rewind_to(0);
     m_ = 0;
-  }
-
-  void forget(int keep) override { feats_.truncate(keep); }
-
-  int kept_prefix(const std::vector<int32_t>& prompt) const override {
-    return feats_.shared(prompt.data(), static_cast<int>(prompt.size()), n_true_);
   }
 
   // The source of this step's draft, as drafter "ngram" picks it where the text offers a copy:
@@ -110,8 +102,6 @@ class EagleDrafter final : public Drafter {
   // has a continuation, else a copy from a copy_match-token match; the head where neither has
   // anything (where prompt lookup would propose nothing, or only a copy shorter than copy_match).
   int draft_class(const std::vector<int32_t>& committed) override {
-    const int len = static_cast<int>(committed.size());
-    feats_.extend(committed.data(), std::min(n_true_, len));
     const int m = match_.find(committed, copy_min_ > 0 ? 1 : 0, copy_max_);  // longest match
     table_step_.clear();
     if (m < std::max(lookup::kTextMatch, copy_min_) && use_table_) {
@@ -173,7 +163,6 @@ class EagleDrafter final : public Drafter {
                                " (written up to " + std::to_string(n_written_) + ", capacity " +
                                std::to_string(head_->capacity()) + ")");
     }
-    feats_.truncate(pos);
     std::copy_n(hidden, static_cast<size_t>(n) * h_, store_.data() + static_cast<size_t>(pos) * h_);
     n_written_ = pos + n;
     n_true_ = pos + 1;  // the target KV holds committed tokens only; rows past the first pend
@@ -239,7 +228,6 @@ class EagleDrafter final : public Drafter {
   int target_vocab_;            // width of a q row
   int h_;                       // feature width H
   std::vector<float> store_;    // float [capacity × H]: target feature of each position
-  PrefixRecord feats_;          // tokens of positions 0..feats_.size()-1 (< n_true_) of store_
   std::vector<float> q_draft_;  // float [draft vocab]: processed draft distribution
   std::vector<int32_t> idx_;    // int32 [draft vocab]: process_logits scratch
   spec::SamplingParams params_;

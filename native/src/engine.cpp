@@ -6,14 +6,14 @@
 // After accepting n drafts and committing the correction/bonus token, the target is rewound to
 // committed_before + n, which again excludes only the newest token.
 // Features (eagle head): with a head, every target forward also returns its hidden rows, which
-// the active drafter receives through on_target_features (positions of the forward's rows).
+// the head's drafter receives through on_target_features (positions of the forward's rows)
+// whichever drafter is active, so its feature store follows the target KV (prefix reuse).
 // Trees (greedy, has_tree() targets): the verify forward checks every branch of a draft tree;
 // the accepted path's KV rows are then moved into place (Model::keep_rows) and its hidden rows
 // are what the drafter receives, as if the path alone had been verified as a chain.
 // Prefix reuse (ModelSpec.reuse_prefix): target_prefix records the tokens of the target KV's
-// positions after a generation; the next one keeps the rows its prompt shares with them (and, for
-// an eagle head, with the positions whose features the head still holds: Drafter::kept_prefix),
-// at least one prompt token short so the prefill still yields the first token's logits.
+// positions after a generation; the next one keeps the rows its prompt shares with them, at
+// least one prompt token short so the prefill still yields the first token's logits.
 // Capacity: the committed sequence (prompt + generated) never exceeds capacity(); a step with k
 // drafts needs committed + k + 1 <= capacity, so k shrinks near the end and generation finishes
 // "length" when not even one more token fits.
@@ -189,6 +189,10 @@ struct Engine::Impl {
   int next_k(int cls);
   bool commit(const int32_t* tokens, int n);
   bool cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
+  // The drafter that receives every target forward's hidden rows: the head's (null: none).
+  Drafter* feature_sink() const {
+    return target->hidden() != nullptr ? eagle_drafter.get() : nullptr;
+  }
 
   std::unique_ptr<Model> target;
   std::unique_ptr<Drafter> ngram;
@@ -357,14 +361,13 @@ bool Engine::Impl::prefill(const std::vector<int32_t>& prompt) {
   const auto t = Clock::now();
   const int n = static_cast<int>(prompt.size());
   int keep = target_prefix.shared(prompt.data(), n, std::min(n - 1, target->n_past()));
-  if (drafter_ != nullptr) keep = std::min(keep, drafter_->kept_prefix(prompt));
   target_prefix.truncate(keep);
   target->rewind_to(keep);
   result_.stats.n_prompt_reused = keep;
-  // The drafter sees the features of each prefill chunk (eagle), before its begin().
+  // The head sees the features of each prefill chunk, before its begin().
   HiddenFn on_hidden;
-  if (drafter_ != nullptr && target->hidden() != nullptr) {
-    on_hidden = [this](int pos, const float* h, int n) { drafter_->on_target_features(pos, h, n); };
+  if (Drafter* f = feature_sink()) {
+    on_hidden = [f](int pos, const float* h, int n) { f->on_target_features(pos, h, n); };
   }
   const float* row = target->prefill(prompt.data() + keep, n - keep, cancel_, nullptr, on_hidden);
   if (row == nullptr) {
@@ -458,9 +461,7 @@ void Engine::Impl::verify(int n_draft, spec::Accept* accept) {
   last_verify_s_ = seconds_since(t);
   result_.stats.t_verify_s += last_verify_s_;
   if (tree) return accept_tree(logits, n_draft, accept);
-  if (drafter_ != nullptr && target->hidden() != nullptr) {
-    drafter_->on_target_features(len - 1, target->hidden(), n_draft + 1);
-  }
+  if (Drafter* f = feature_sink()) f->on_target_features(len - 1, target->hidden(), n_draft + 1);
   const int32_t* d = draft_out.tokens.data();
   if (cfg_->temperature == 0.0f) {
     *accept = spec::accept_greedy(logits, vocab, d, n_draft);
@@ -493,13 +494,13 @@ void Engine::Impl::accept_tree(const float* logits, int n_draft, spec::Accept* a
     d[j] = d[path[j]];  // in place: path[j] >= j, and later j read only later drafts
   }
   const int len = static_cast<int>(committed.size());
-  const float* hidden = target->hidden();
-  if (drafter_ != nullptr && hidden != nullptr) {
+  if (Drafter* f = feature_sink()) {
+    const float* hidden = target->hidden();
     const size_t h = target->hidden_size();
     for (int j = 0; j <= n; ++j) {
       std::copy_n(hidden + kept[j] * h, h, path_hidden.data() + j * h);
     }
-    drafter_->on_target_features(len - 1, path_hidden.data(), n + 1);
+    f->on_target_features(len - 1, path_hidden.data(), n + 1);
   }
   target->keep_rows(len - 1, kept.data(), n + 1);
 }
