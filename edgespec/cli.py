@@ -151,7 +151,8 @@ def _print_stats(r: Any, file: Any) -> None:
     print(
         f"[{st.new_tokens} tokens, {st.tokens_per_s:.1f} tok/s, drafter {st.drafter}, "
         f"acceptance {st.acceptance_rate:.0%}, {st.mean_accepted_tokens:.2f} tokens/step, "
-        f"finish {r.finish_reason}]",
+        f"prompt {st.prompt_tokens} ({st.prompt_tokens_reused} kept), "
+        f"first token {st.time_to_first_token_s:.3f} s, finish {r.finish_reason}]",
         file=file,
     )
 

@@ -255,3 +255,23 @@ def test_session_follow_up_reuses_the_conversation(tiny_bundle_with_draft):
             s.forget(-3)
     with pytest.raises(RuntimeError, match="closed"):
         s.forget()
+
+
+def test_cli_chat_keeps_the_conversation(tiny_bundle, monkeypatch, capsys):
+    from edgespec.cli import main
+
+    lines = iter(["the cat sat", "and then"])
+
+    def fake_input(prompt: str) -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    assert main(["chat", str(tiny_bundle), "--stats", "--max-new-tokens", "6"]) == 0
+    stats = [x for x in capsys.readouterr().err.splitlines() if x.startswith("[")]
+    kept = [int(x.split(" kept)")[0].rsplit("(", 1)[1]) for x in stats]
+    prompt = [int(x.split("prompt ")[1].split(" ")[0]) for x in stats]
+    assert len(stats) == 2 and kept[0] == 0
+    assert prompt[0] <= kept[1] < prompt[1]  # the second turn keeps the first turn's KV
