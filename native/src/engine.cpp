@@ -360,7 +360,7 @@ GenResult Engine::Impl::generate(const std::vector<int32_t>& prompt, const GenCo
 bool Engine::Impl::prefill(const std::vector<int32_t>& prompt) {
   const auto t = Clock::now();
   const int n = static_cast<int>(prompt.size());
-  int keep = target_prefix.shared(prompt.data(), n, std::min(n - 1, target->n_past()));
+  const int keep = target_prefix.shared(prompt.data(), n, std::min(n - 1, target->n_past()));
   target_prefix.truncate(keep);
   target->rewind_to(keep);
   result_.stats.n_prompt_reused = keep;

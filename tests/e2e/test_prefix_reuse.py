@@ -275,3 +275,30 @@ def test_cli_chat_keeps_the_conversation(tiny_bundle, monkeypatch, capsys):
     prompt = [int(x.split("prompt ")[1].split(" ")[0]) for x in stats]
     assert len(stats) == 2 and kept[0] == 0
     assert prompt[0] <= kept[1] < prompt[1]  # the second turn keeps the first turn's KV
+
+
+def test_bench_followup_tool(tiny_bundle_with_draft, tmp_path, monkeypatch, capsys):
+    """tools/bench_followup.py on two two-turn questions: a line per drafter, the kept turn
+    answering as the cold one does."""
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "bench_followup.py"
+    spec_ = importlib.util.spec_from_file_location("bench_followup", path)
+    tool = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(tool)
+    prompts = tmp_path / "q.jsonl"
+    rows = [
+        {"question_id": 1, "category": "writing", "turns": ["the cat sat", "and then?"]},
+        {"question_id": 2, "category": "qa", "turns": ["one turn only"]},
+        {"question_id": 3, "category": "roleplay", "turns": ["a dog ran", "where to?"]},
+    ]
+    prompts.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    monkeypatch.setenv("EDGESPEC_SPEC_BENCH", str(prompts))
+    argv = [str(tiny_bundle_with_draft), "--max-new-tokens", "8", "--drafters", "none,model"]
+    assert tool.main([*argv, "--threads", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [x.split(":")[0] for x in out] == ["none", "model"]
+    for line in out:
+        assert "2 follow-ups" in line and "identical 2/2" in line
+        assert int(line.split("prompt tokens reused ")[1].split(";")[0]) > 0
