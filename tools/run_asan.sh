@@ -23,7 +23,7 @@ CXX="${CXX:-g++}"
 DEFAULT_TESTS=(tests/unit/test_spec_math.py tests/unit/test_row_attention.py tests/unit/test_ngram_index.py
   tests/unit/test_qmatmul.py tests/export/test_block_offset_op.py tests/export/test_qmatmul_op.py
   tests/e2e/test_engine.py tests/e2e/test_lossless.py tests/e2e/test_engine_eagle.py
-  tests/e2e/test_faults.py tests/e2e/test_lookup_table.py)
+  tests/e2e/test_faults.py tests/e2e/test_lookup_table.py tests/e2e/test_prefix_reuse.py)
 
 cd "$ROOT"
 start=$(date +%s)
