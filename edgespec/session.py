@@ -145,9 +145,7 @@ class Session:
         it). A generation keeps the KV of the prefix its prompt shares with the conversation so
         far (a chat follow-up prefills only its new tokens; stats.prompt_tokens_reused); after
         this the next one prefills from `keep` at the latest, a cold start. Outputs never
-        depend on it, only prefill time does."""
-        if keep < 0:
-            raise ValueError(f"keep must be >= 0, got {keep}")
+        depend on it, only prefill time does. ValueError for keep < 0 (the engine's check)."""
         with self._lock:
             if self._engine is None:
                 raise RuntimeError("session is closed")

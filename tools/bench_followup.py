@@ -34,7 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
-    s = edgespec.Session(a.bundle, threads=a.threads)
+    with edgespec.Session(a.bundle, threads=a.threads) as s:
+        rows = _follow_ups(s, a)
+    for d, r in rows.items():
+        if not r:
+            continue
+        med = statistics.median
+        print(
+            f"{d}: {len(r)} follow-ups, reused/cold time to first token {med(x[0] for x in r):.3f}"
+            f", whole turn {med(x[1] for x in r):.3f}; median prompt tokens reused "
+            f"{med(x[2] for x in r):.0f}; identical {sum(x[3] for x in r)}/{len(r)}"
+        )
+    return 0
+
+
+def _follow_ups(s: edgespec.Session, a: argparse.Namespace) -> dict[str, list[tuple]]:
+    """Per drafter, per question: (TTFT kept / cold, turn time kept / cold, tokens kept,
+    identical answers)."""
     drafters = a.drafters.split(",")
     qs = [q for q in load_questions(default_prompts_path()) if len(q.turns) >= 2][: a.questions]
     rows: dict[str, list[tuple[float, float, int, bool]]] = {d: [] for d in drafters}
@@ -45,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         kept = len(r1.prompt_tokens) + len(r1.tokens) - 1  # what turn 1 left in the KV
         chat2 = [*chat, {"role": "assistant", "content": r1.text}]
         chat2.append({"role": "user", "content": q.turns[1]})
-        if len(s.encode(chat2)) + a.max_new_tokens > s.capacity:
+        n2 = len(s.encode(chat2))
+        if n2 + a.max_new_tokens > s.capacity:
             continue
         for d in drafters:
             got = {}
@@ -61,17 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                     hot.tokens == cold.tokens,
                 )
             )
-        print(f"q{q.question_id}: turn 2 prompt {len(s.encode(chat2))} tokens", file=sys.stderr)
-    for d, r in rows.items():
-        if not r:
-            continue
-        med = statistics.median
-        print(
-            f"{d}: {len(r)} follow-ups, reused/cold time to first token {med(x[0] for x in r):.3f}"
-            f", whole turn {med(x[1] for x in r):.3f}; median prompt tokens reused "
-            f"{med(x[2] for x in r):.0f}; identical {sum(x[3] for x in r)}/{len(r)}"
-        )
-    return 0
+        print(f"q{q.question_id}: turn 2 prompt {n2} tokens", file=sys.stderr)
+    return rows
 
 
 if __name__ == "__main__":
