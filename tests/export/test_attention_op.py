@@ -125,6 +125,24 @@ def test_matches_a_float64_reference(s, n_past):
     np.testing.assert_array_equal(pv[0], vc.astype(np.float32))
 
 
+@pytest.mark.parametrize("s", [2, 5, 8, 9, 13])
+def test_a_call_equals_its_rows_one_at_a_time(s):
+    """A verify call's rows share a unit per head (and a prefill chunk's, up to 8): each row's
+    output must be, bit for bit, what a one-row call at its position gives."""
+    n_past = 3
+    f = _feeds(s, n_past)
+    sess = _session()
+    out = sess.run(None, f)[0]  # [1, s, NQ * D]
+    past_k, past_v, rows = f["past_key"], f["past_value"], []
+    for i in range(s):
+        one = dict(f, query=f["query"][:, i : i + 1], past_key=past_k, past_value=past_v)
+        one["seqlens_k"] = np.array([n_past + i], np.int32)
+        one["total_sequence_length"] = np.array(n_past + i + 1, np.int32)
+        row, past_k, past_v = sess.run(None, one)
+        rows.append(row[0])
+    np.testing.assert_array_equal(out[0], np.concatenate(rows))
+
+
 def test_separate_qkv_equal_packed():
     f = _feeds(4, 9)
     qkv = f.pop("query")

@@ -104,13 +104,15 @@ struct Tree {
 };
 
 // One call's sizes and buffers (batch 1). Rows i < seq are the new tokens at positions past + i;
-// unit u = (block b of unit_rows rows) x (head h). A decode or verify call (<= kMaxRows rows) runs
-// one row per unit, so its 9-45 units spread evenly over the threads; a prefill chunk runs
-// kMaxRows rows per unit, which then share each key block while it is in L1 (a 768-token prompt
-// in 256-token chunks: 1.03x GroupQueryAttention's time this way, 1.12x with one row per unit).
+// unit u = (block b of unit_rows rows) x (head h). A chain call runs up to kMaxRows rows per unit,
+// which then share each key block while it is in L1: a verify call's rows read a head's keys and
+// values once instead of once per row (int4, 450 cached positions, width 5: the op's time 3.3 ->
+// 2.5 ms against one row per unit; width 1 unchanged), and a prefill chunk's blocks of kMaxRows
+// (a 768-token prompt in 256-token chunks: 1.03x GroupQueryAttention's time, 1.12x with one row
+// per unit). A tree call runs one row per unit (its rows gather different ancestors).
 struct Call {
   int seq = 0, past = 0, capacity = 0, dim = 0, num_heads = 0, kv_heads = 0, half = 0;
-  int unit_rows = 1;                // query rows per unit (1 or kMaxRows)
+  int unit_rows = 1;                // query rows per unit (1 for a tree, else <= kMaxRows)
   int64_t q_stride = 0;             // floats between consecutive rows of q
   float scale = 0;                  // softmax scale
   const float* q = nullptr;         // [seq, q_stride]: query head h at h * dim
@@ -310,7 +312,7 @@ void AttentionKernel::compute(Ort::KernelContext ctx) const {
     }
     write_kv(c, key.GetTensorData<float>(), value.GetTensorData<float>(), kv_width);
   }
-  c.unit_rows = c.seq <= kMaxRows || c.tree != nullptr ? 1 : kMaxRows;
+  c.unit_rows = c.tree != nullptr ? 1 : std::min(c.seq, kMaxRows);
   const size_t blocks = (c.seq + c.unit_rows - 1) / c.unit_rows;
   ctx.ParallelFor(run_unit, blocks * num_heads_, 0, &c);
   if (c.failed) throw std::runtime_error("ai.edgespec.GroupQueryAttention: out of memory");
