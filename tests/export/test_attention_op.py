@@ -135,9 +135,9 @@ def test_a_call_equals_its_rows_one_at_a_time(s):
     out = sess.run(None, f)[0]  # [1, s, NQ * D]
     past_k, past_v, rows = f["past_key"], f["past_value"], []
     for i in range(s):
-        one = dict(f, query=f["query"][:, i : i + 1], past_key=past_k, past_value=past_v)
-        one["seqlens_k"] = np.array([n_past + i], np.int32)
-        one["total_sequence_length"] = np.array(n_past + i + 1, np.int32)
+        one = _feeds(
+            1, n_past + i, query=f["query"][:, i : i + 1], past_key=past_k, past_value=past_v
+        )
         row, past_k, past_v = sess.run(None, one)
         rows.append(row[0])
     np.testing.assert_array_equal(out[0], np.concatenate(rows))
