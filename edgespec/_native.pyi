@@ -234,10 +234,12 @@ class _OpsModule:
         generic: bool = False,
         tail: npt.ArrayLike | None = None,
         n_direct: int = 0,
+        counts: npt.ArrayLike | None = None,
     ) -> npt.NDArray[np.float32]:
         """Causal attention of query rows q [nr, D] at consecutive positions (row r sees
-        k, v rows j < n0 + r) -> [nr, D]; generic: the portable kernel instead of AVX2.
-        tail (one row only): keys j >= n_direct are the rows tail[j - n_direct]."""
+        k, v rows j < n0 + r, or j < counts[r]: int32 [nr] from n0, never decreasing) -> [nr, D];
+        generic: the portable kernel instead of AVX2. tail (rows that all see n0 keys): keys
+        j >= n_direct are the rows tail[j - n_direct]."""
     @staticmethod
     def exp_nonpositive(x: float) -> float:
         """e^x for x <= 0 (the kernel's exp)."""
@@ -271,5 +273,6 @@ class _OpsModule:
     def qmatmul_kernel() -> str:
         """Which QMatMul kernel this CPU runs: avx512vnni, avx2 or generic."""
     MAX_ROWS: int
+    MAX_VECTORS: int
 
 ops: _OpsModule

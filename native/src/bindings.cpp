@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <optional>
@@ -479,22 +480,29 @@ void bind_spec(py::module_& m) {
   s.attr("DRAFT_CLASSES") = kDraftClasses;
 }
 
-// out [nr, D] = attend_rows(q [nr, D], k / v [n, D]); generic: the portable kernel. With tail
-// (one row only): keys j >= n_direct are the rows tail[j - n_direct] (ops::KeyRows).
+// out [nr, D] = attend_rows(q [nr, D], k / v [n, D]); generic: the portable kernel. Row r sees
+// keys j < n0 + r, or j < counts[r] (nondecreasing) when given. With tail (rows that all see n0
+// keys): keys j >= n_direct are the rows tail[j - n_direct] (ops::KeyRows).
 FloatArray attend_rows(const FloatArray& q, const FloatArray& k, const FloatArray& v, int n0,
-                       float scale, bool generic, const std::optional<IntArray>& tail,
-                       int n_direct) {
+                       float scale, bool generic, const std::optional<IntArray>& tail, int n_direct,
+                       const std::optional<IntArray>& counts) {
   if (q.ndim() != 2 || k.ndim() != 2 || v.ndim() != 2 || k.shape(1) != q.shape(1) ||
       v.shape(0) != k.shape(0) || v.shape(1) != q.shape(1)) {
     throw py::value_error("need q [nr, D] and k, v [n, D]");
   }
   const int nr = static_cast<int>(q.shape(0)), dim = static_cast<int>(q.shape(1));
   ops::KeyRows rows;
-  int64_t last_row = n0 + nr - 2;  // the highest row of k a key maps to
+  if (counts && (counts->ndim() != 1 || counts->shape(0) != nr || nr < 1 ||
+                 counts->data()[0] != n0 || !std::is_sorted(counts->data(), counts->data() + nr))) {
+    throw py::value_error("counts must be [nr], start at n0 and never decrease");
+  }
+  std::vector<int32_t> n(std::max(nr, 1), n0);  // [nr]: keys each row sees
+  for (int r = 0; r < nr; ++r) n[r] = counts ? counts->data()[r] : n0 + r;
+  int64_t last_row = n[n.size() - 1] - 1;  // the highest row of k a key maps to
   if (tail) {
     const int n_tail = n0 - n_direct;
-    if (nr != 1 || n_direct < 0 || tail->ndim() != 1 || tail->shape(0) != n_tail) {
-      throw py::value_error("a tail needs one query row and n0 - n_direct entries, got " +
+    if (n[0] != n[n.size() - 1] || n_direct < 0 || tail->ndim() != 1 || tail->shape(0) != n_tail) {
+      throw py::value_error("a tail needs rows at one position and n0 - n_direct entries, got " +
                             std::to_string(tail->size()) + " for n0 " + std::to_string(n0) +
                             ", n_direct " + std::to_string(n_direct));
     }
@@ -505,16 +513,16 @@ FloatArray attend_rows(const FloatArray& q, const FloatArray& k, const FloatArra
       last_row = std::max<int64_t>(last_row, tail->data()[i]);
     }
   }
-  if (nr < 1 || nr > ops::kMaxRows || n0 < 1 || last_row >= k.shape(0) || dim < 1) {
-    throw py::value_error("need 1 <= nr <= " + std::to_string(ops::kMaxRows) +
+  if (nr < 1 || nr > ops::kMaxVectors || n0 < 1 || last_row >= k.shape(0) || dim < 1) {
+    throw py::value_error("need 1 <= nr <= " + std::to_string(ops::kMaxVectors) +
                           ", n0 >= 1, every key's row < n and D >= 1");
   }
-  const int64_t stride = (n0 + nr - 1 + 7) / 8 * 8;
+  const int64_t stride = (n[nr - 1] + 7) / 8 * 8;
   std::vector<float> scores(static_cast<size_t>(nr) * stride);  // [nr, stride]
   FloatArray out({nr, dim});
   auto run = generic ? ops::attend_rows_generic : ops::attend_rows;
-  run(q.data(), nr, k.data(), v.data(), n0, dim, scale, scores.data(), stride, out.mutable_data(),
-      dim, rows);
+  run(q.data(), nr, n.data(), k.data(), v.data(), dim, scale, scores.data(), stride,
+      out.mutable_data(), dim, rows);
   return out;
 }
 
@@ -592,7 +600,7 @@ void bind_ops(py::module_& m) {
   py::module_ o = m.def_submodule("ops", "edgespec's custom-op kernels (for tests).");
   o.def("attend_rows", &attend_rows, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("n0"),
         py::arg("scale"), py::arg("generic") = false, py::arg("tail") = py::none(),
-        py::arg("n_direct") = 0);
+        py::arg("n_direct") = 0, py::arg("counts") = py::none());
   o.def("exp_nonpositive", [](float x) { return ops::exp_nonpositive(x); }, py::arg("x"));
   o.def("block_offset", &block_offset, py::arg("y"), py::arg("x"), py::arg("m"),
         py::arg("block_size"), py::arg("generic") = false);
@@ -602,6 +610,7 @@ void bind_ops(py::module_& m) {
       "qmatmul_kernel", [] { return std::string(ops::qmatmul_kernel_name()); },
       "Which QMatMul kernel this CPU runs: avx512vnni, avx2 or generic.");
   o.attr("MAX_ROWS") = ops::kMaxRows;
+  o.attr("MAX_VECTORS") = ops::kMaxVectors;
 }
 
 }  // namespace

@@ -125,10 +125,11 @@ def test_matches_a_float64_reference(s, n_past):
     np.testing.assert_array_equal(pv[0], vc.astype(np.float32))
 
 
-@pytest.mark.parametrize("s", [2, 5, 8, 9, 13])
+@pytest.mark.parametrize("s", [2, 5, 6, 7, 8, 9, 13])
 def test_a_call_equals_its_rows_one_at_a_time(s):
-    """A verify call's rows share a unit per head (and a prefill chunk's, up to 8): each row's
-    output must be, bit for bit, what a one-row call at its position gives."""
+    """A verify call's rows share a unit per head, or per key/value group up to 12 vectors (6
+    rows here), a prefill chunk's up to 8 per head: each row's output must be, bit for bit, what
+    a one-row call at its position gives (a unit holding the group's heads)."""
     n_past = 3
     f = _feeds(s, n_past)
     sess = _session()

@@ -74,6 +74,31 @@ def test_rows_do_not_depend_on_the_call_width(generic, dim, n0):
         assert np.array_equal(got, alone[start:stop]), (start, stop)
 
 
+@KERNELS
+@DIMS
+@pytest.mark.parametrize("n0", [1, 7, 9, 33, 700])
+@pytest.mark.parametrize("per_row", [1, 3])
+def test_vectors_sharing_a_call_equal_their_own_calls(generic, dim, n0, per_row):
+    """The op gives one call a key/value group's heads (vectors at one position, equal key
+    counts), and several rows of them: each vector must equal its own one-vector call."""
+    q, k, v = _inputs(n0, dim, rows=24)
+    counts = np.repeat(n0 + np.arange(24 // per_row), per_row)[:24].astype(np.int32)
+    scale = 1.0 / np.sqrt(dim)
+    got = ops.attend_rows(q, k, v, n0, scale, generic=generic, counts=counts)  # [24, D]
+    for r in range(24):
+        alone = ops.attend_rows(q[r : r + 1], k, v, int(counts[r]), scale, generic=generic)
+        assert np.array_equal(got[r : r + 1], alone), r
+
+
+@pytest.mark.parametrize(
+    "counts", [[5, 4], [4], [3, 3, 3], [5, 6, 0]], ids=["decreasing", "short", "not-n0", "zero"]
+)
+def test_bad_counts_raise_value_error(counts):
+    q, kv = np.zeros((3 if len(counts) != 2 else 2, 16), np.float32), np.zeros((9, 16), np.float32)
+    with pytest.raises(ValueError, match="counts"):
+        ops.attend_rows(q, kv, kv, 5, 1.0, counts=np.array(counts, np.int32))
+
+
 def test_exp_matches_numpy():
     xs = np.linspace(-87.0, 0.0, 20001).astype(np.float32).astype(np.float64)  # float32 inputs
     got = np.array([ops.exp_nonpositive(float(x)) for x in xs])
@@ -85,7 +110,7 @@ def test_exp_matches_numpy():
 
 @pytest.mark.parametrize(
     ("q_shape", "n", "n0"),
-    [((0, 16), 4, 1), ((9, 16), 20, 1), ((2, 16), 4, 4), ((2, 16), 4, 0), ((16,), 4, 1)],
+    [((0, 16), 4, 1), ((25, 16), 40, 1), ((2, 16), 4, 4), ((2, 16), 4, 0), ((16,), 4, 1)],
 )
 def test_bad_shapes_raise_value_error(q_shape, n, n0):
     q = np.zeros(q_shape, np.float32)
@@ -115,6 +140,21 @@ def test_gathered_keys_equal_the_same_keys_in_a_row(generic, dim, n0, depth):
     other[-1] = n0 + 20 - 1 if tail[-1] != n0 + 20 - 1 else n0
     moved = ops.attend_rows(q, k, v, n0 + depth, scale, generic=generic, tail=other, n_direct=n0)
     assert not np.array_equal(moved, want)
+
+
+@KERNELS
+@pytest.mark.parametrize("n0", [1, 9, 250])
+def test_gathered_keys_serve_every_head_of_a_tree_row(generic, n0):
+    """A tree row's unit holds its key/value group's heads: same keys, one call."""
+    q, k, v = _inputs(n0 + 20, 64, rows=3)
+    tail = np.array([n0 + 2, n0 + 7, n0 + 19], np.int32)
+    n = np.full(3, n0 + 3, np.int32)
+    kw = dict(generic=generic, tail=tail, n_direct=n0)
+    got = ops.attend_rows(q, k, v, n0 + 3, 0.125, counts=n, **kw)  # [3, 64]
+    for r in range(3):
+        assert np.array_equal(
+            got[r : r + 1], ops.attend_rows(q[r : r + 1], k, v, n0 + 3, 0.125, **kw)
+        )
 
 
 @pytest.mark.parametrize(

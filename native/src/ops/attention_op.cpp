@@ -104,15 +104,27 @@ struct Tree {
 };
 
 // One call's sizes and buffers (batch 1). Rows i < seq are the new tokens at positions past + i;
-// unit u = (block b of unit_rows rows) x (head h). A chain call runs up to kMaxRows rows per unit,
-// which then share each key block while it is in L1: a verify call's rows read a head's keys and
-// values once instead of once per row (int4, 450 cached positions, width 5: the op's time 3.3 ->
-// 2.5 ms against one row per unit; width 1 unchanged), and a prefill chunk's blocks of kMaxRows
-// (a 768-token prompt in 256-token chunks: 1.03x GroupQueryAttention's time, 1.12x with one row
-// per unit). A tree call runs one row per unit (its rows gather different ancestors).
+// unit u = (block b of unit_rows rows) x (unit_heads query heads from h0). A chain call runs up to
+// kMaxRows rows per unit, which then share each key block while it is in L1: a verify call's rows
+// read a head's keys and values once instead of once per row (int4, 450 cached positions, width
+// 5: the op's time 3.3 -> 2.5 ms against one row per unit), and a prefill chunk's blocks of
+// kMaxRows (a 768-token prompt in 256-token chunks: 1.03x GroupQueryAttention's time, 1.12x with
+// one row per unit). A narrow call (kGroupVectors) or a tree call also gives a unit all the
+// query heads of a key/value group, which share each key block too (a tree runs one row per
+// unit: its rows gather different ancestors).
+
+// Rows x heads of a group up to which a chain call's unit takes the whole group (a one-row call
+// always does). The op's time per forward over SmolLM2's 30 layers (9 query heads, 3 key/value
+// heads; int4 target, ORT profiler, interleaved), one unit per head -> per group, at 450 / 1500
+// cached positions: width 1 2.63 -> 2.00 / 6.06 -> 4.04 ms, width 2 2.86 -> 2.16 / 7.38 ->
+// 4.98, width 3 3.09 -> 2.67 / 7.81 -> 6.47, width 4 2.72 -> 2.69 / 10.04 -> 9.57, width 5 about
+// even, width 7 3.72 -> 3.93 / 14.0 -> 14.7 (3 units for 2 threads leave one idle half the time).
+constexpr int kGroupVectors = 12;
+
 struct Call {
   int seq = 0, past = 0, capacity = 0, dim = 0, num_heads = 0, kv_heads = 0, half = 0;
   int unit_rows = 1;                // query rows per unit (1 for a tree, else <= kMaxRows)
+  int unit_heads = 1;               // query heads per unit: 1, or a whole key/value group
   int64_t q_stride = 0;             // floats between consecutive rows of q
   float scale = 0;                  // softmax scale
   const float* q = nullptr;         // [seq, q_stride]: query head h at h * dim
@@ -127,36 +139,54 @@ struct Call {
   int position(int i) const { return past + (tree != nullptr ? tree->depth[i] : i); }
 };
 
-// Attention of unit u (see Call) into c.out.
+// The unit's query vectors, row-major from row i0 and head h0 (see run_unit), rotated at their
+// positions, into q [nv, dim], and the keys each one sees into n [nv].
+void load_queries(const Call& c, int i0, int h0, int nv, float* q, int32_t* n) {
+  for (int x = 0; x < nv; ++x) {
+    const int i = i0 + x / c.unit_heads, h = h0 + x % c.unit_heads;
+    float* qx = q + static_cast<int64_t>(x) * c.dim;
+    std::memcpy(qx, c.q + i * c.q_stride + static_cast<int64_t>(h) * c.dim, sizeof(float) * c.dim);
+    if (c.half > 0) rotate_half(qx, c.position(i), c.cos, c.sin, c.half);
+    n[x] = c.position(i) + 1;
+  }
+}
+
+// Attention of unit u (see Call) into c.out. Its vectors, row-major: vector x is row
+// i0 + x / unit_heads, query head h0 + x % unit_heads, seeing the keys before its position.
 void run_unit(void* data, size_t u) {
   Call& c = *static_cast<Call*>(data);
-  const int b = static_cast<int>(u / c.num_heads), h = static_cast<int>(u % c.num_heads);
-  const int g = h / (c.num_heads / c.kv_heads);  // the head's key/value group
-  const int i0 = b * c.unit_rows, nr = std::min(c.unit_rows, c.seq - i0);
-  const int n0 = c.position(i0) + 1;  // keys seen by row i0
-  KeyRows rows;                       // a tree row (unit_rows 1) gathers its ancestors
+  const int per_block = c.num_heads / c.unit_heads;  // units per block of rows
+  const int b = static_cast<int>(u / per_block);
+  const int h0 = static_cast<int>(u % per_block) * c.unit_heads;
+  const int g = h0 / (c.num_heads / c.kv_heads);  // the heads' key/value group
+  const int i0 = b * c.unit_rows, nv = std::min(c.unit_rows, c.seq - i0) * c.unit_heads;
+  KeyRows rows;  // a tree row (unit_rows 1) gathers its ancestors
   if (c.tree != nullptr) rows = {c.past, c.tree->rows + c.tree->at[i0]};
-  const int64_t stride = (n0 + nr - 1 + 7) / 8 * 8;  // scores row: whole blocks of 8
-  thread_local std::vector<float> scratch;  // rotated queries [nr, dim], scores [nr, stride]
-  const size_t need = static_cast<size_t>(nr) * (c.dim + stride);
+  const int64_t stride = (c.position(i0 + (nv - 1) / c.unit_heads) + 8) / 8 * 8;  // keys + 1 up
+  const bool gather = c.unit_heads > 1 && nv > c.unit_heads;  // outputs not one stride apart
+  thread_local std::vector<float> scratch;  // q [nv, dim], scores [nv, stride], out [nv, dim]
+  const size_t need = static_cast<size_t>(nv) * (c.dim * (gather ? 2 : 1) + stride);
   try {
     if (scratch.size() < need) scratch.resize(need);
   } catch (const std::exception&) {
     c.failed = true;
     return;
   }
-  float* q = scratch.data();  // [nr, dim]
-  for (int r = 0; r < nr; ++r) {
-    float* qr = q + static_cast<int64_t>(r) * c.dim;
-    std::memcpy(qr, c.q + (i0 + r) * c.q_stride + static_cast<int64_t>(h) * c.dim,
-                sizeof(float) * c.dim);
-    if (c.half > 0) rotate_half(qr, c.position(i0 + r), c.cos, c.sin, c.half);
-  }
+  float* q = scratch.data();  // [nv, dim]
+  int32_t n[kMaxVectors];     // [nv]: keys each vector sees
+  load_queries(c, i0, h0, nv, q, n);
   const int64_t head = static_cast<int64_t>(g) * c.capacity * c.dim;  // [capacity, dim] offset
   const int64_t out_stride = static_cast<int64_t>(c.num_heads) * c.dim;
-  attend_rows(q, nr, c.present_key + head, c.present_value + head, n0, c.dim, c.scale,
-              q + static_cast<int64_t>(nr) * c.dim, stride,
-              c.out + i0 * out_stride + static_cast<int64_t>(h) * c.dim, out_stride, rows);
+  float* scores = q + static_cast<int64_t>(nv) * c.dim;                     // [nv, stride]
+  float* out = c.out + i0 * out_stride + static_cast<int64_t>(h0) * c.dim;  // vector 0's row
+  if (gather) out = scores + nv * stride;                                   // [nv, dim]
+  attend_rows(q, nv, n, c.present_key + head, c.present_value + head, c.dim, c.scale, scores,
+              stride, out, c.unit_heads > 1 ? c.dim : out_stride, rows);
+  for (int x = 0; gather && x < nv; ++x) {  // vector x to row i0 + x / unit_heads
+    const int i = i0 + x / c.unit_heads, h = h0 + x % c.unit_heads;
+    std::memcpy(c.out + i * out_stride + static_cast<int64_t>(h) * c.dim, out + x * c.dim,
+                sizeof(float) * c.dim);
+  }
 }
 
 // Copies the new rows' keys and values into cache slots past + i (keys rotated at position(i)).
@@ -312,9 +342,13 @@ void AttentionKernel::compute(Ort::KernelContext ctx) const {
     }
     write_kv(c, key.GetTensorData<float>(), value.GetTensorData<float>(), kv_width);
   }
-  c.unit_rows = c.tree != nullptr ? 1 : std::min(c.seq, kMaxRows);
+  const int group = num_heads_ / kv_heads_;  // query heads per key/value head
+  const bool grouped =
+      group <= kMaxVectors && (c.tree != nullptr || c.seq == 1 || c.seq * group <= kGroupVectors);
+  c.unit_heads = grouped ? group : 1;
+  c.unit_rows = c.tree != nullptr ? 1 : std::min({c.seq, kMaxRows, kMaxVectors / c.unit_heads});
   const size_t blocks = (c.seq + c.unit_rows - 1) / c.unit_rows;
-  ctx.ParallelFor(run_unit, blocks * num_heads_, 0, &c);
+  ctx.ParallelFor(run_unit, blocks * (num_heads_ / c.unit_heads), 0, &c);
   if (c.failed) throw std::runtime_error("ai.edgespec.GroupQueryAttention: out of memory");
 }
 

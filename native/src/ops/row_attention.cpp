@@ -44,17 +44,24 @@ inline float dot(const float* a, const float* b, int n) {
   return lane_sum(acc);
 }
 
-// Rows r < nr see keys j < n0 + r (consecutive positions). Each row's arithmetic is the same
-// instructions in the same order whatever nr is: rows share the loads of k_j / v_j, not sums.
+// Vector r sees keys j < n[r] (n nondecreasing). Each vector's arithmetic is the same
+// instructions in the same order whatever nr is: vectors share the loads of k_j / v_j, not sums.
 
-// s[r][j] = scale q_r.k_j for j < n0 + r; m[r] = max_j s[r][j].
-// q: [nr, dim]; k: [>= n0 + nr - 1, dim]; s: [nr, stride]; m: [nr].
-void qk_scores(const float* q, int nr, const float* k, int n0, const KeyRows& rows, int dim,
-               float scale, float* s, int64_t stride, float* m) {
+// The first vector that sees key j (n[r] > j), searching from r.
+inline int first_seeing(const int32_t* n, int nr, int j, int r) {
+  while (r < nr && n[r] <= j) ++r;
+  return r;
+}
+
+// s[r][j] = scale q_r.k_j for j < n[r]; m[r] = max_j s[r][j].
+// q: [nr, dim]; n: [nr]; k: [>= n[nr - 1], dim]; s: [nr, stride]; m: [nr].
+void qk_scores(const float* q, int nr, const int32_t* n, const float* k, const KeyRows& rows,
+               int dim, float scale, float* s, int64_t stride, float* m) {
   for (int r = 0; r < nr; ++r) m[r] = -3.402823466e38f;
-  for (int j = 0; j < n0 + nr - 1; ++j) {
+  for (int j = 0, r0 = 0; j < n[nr - 1]; ++j) {
     const float* kj = k + rows(j) * dim;  // [dim]
-    for (int r = (j < n0 ? 0 : j - n0 + 1); r < nr; ++r) {
+    r0 = first_seeing(n, nr, j, r0);
+    for (int r = r0; r < nr; ++r) {
       const float x = scale * dot(q + static_cast<int64_t>(r) * dim, kj, dim);
       s[r * stride + j] = x;
       m[r] = x > m[r] ? x : m[r];
@@ -74,17 +81,18 @@ float exp_and_sum(float* e, int n, float m) {
   return lane_sum(acc);
 }
 
-// o_r[d] = sum_j e[r][j] v_j[d], j < n0 + r: blocks of four rows of v (j < 4 floor(n / 4)),
-// then the rest one by one. e: [nr, stride]; v: [>= n0 + nr - 1, dim]; o: [nr, out_stride].
-void weighted_rows(const float* e, int64_t stride, int nr, const float* v, int n0,
+// o_r[d] = sum_j e[r][j] v_j[d], j < n[r]: blocks of four rows of v (j < 4 floor(n[r] / 4)),
+// then the rest one by one. e: [nr, stride]; v: [>= n[nr - 1], dim]; o: [nr, out_stride].
+void weighted_rows(const float* e, int64_t stride, int nr, const int32_t* n, const float* v,
                    const KeyRows& rows, int dim, float* o, int64_t out_stride) {
   for (int r = 0; r < nr; ++r) std::memset(o + r * out_stride, 0, sizeof(float) * dim);
-  for (int j = 0; j + 4 <= n0 + nr - 1; j += 4) {
+  for (int j = 0, r0 = 0; j + 4 <= n[nr - 1]; j += 4) {
     const float* v0 = v + rows(j) * dim;  // [dim] each: the rows of keys j..j+3
     const float* v1 = v + rows(j + 1) * dim;
     const float* v2 = v + rows(j + 2) * dim;
     const float* v3 = v + rows(j + 3) * dim;
-    for (int r = (j + 4 <= n0 ? 0 : j + 4 - n0); r < nr; ++r) {
+    r0 = first_seeing(n, nr, j + 3, r0);  // vectors that see all four
+    for (int r = r0; r < nr; ++r) {
       const float* er = e + r * stride + j;
       const float e0 = er[0], e1 = er[1], e2 = er[2], e3 = er[3];
       float* out = o + r * out_stride;  // [dim]
@@ -94,9 +102,8 @@ void weighted_rows(const float* e, int64_t stride, int nr, const float* v, int n
     }
   }
   for (int r = 0; r < nr; ++r) {
-    const int n = n0 + r;
     float* out = o + r * out_stride;
-    for (int j = n - n % 4; j < n; ++j) {
+    for (int j = n[r] - n[r] % 4; j < n[r]; ++j) {
       const float* vj = v + rows(j) * dim;  // [dim]
       const float ej = e[r * stride + j];
       for (int d = 0; d < dim; ++d) out[d] += ej * vj[d];
@@ -118,26 +125,26 @@ void rotate_half(float* x, int pos, const float* cos, const float* sin, int half
   }
 }
 
-void attend_rows(const float* q, int nr, const float* k, const float* v, int n0, int head_dim,
-                 float scale, float* scores, int64_t stride, float* out, int64_t out_stride,
-                 const KeyRows& rows) {
+void attend_rows(const float* q, int nr, const int32_t* n, const float* k, const float* v,
+                 int head_dim, float scale, float* scores, int64_t stride, float* out,
+                 int64_t out_stride, const KeyRows& rows) {
 #if EDGESPEC_HAVE_AVX2
   static const bool avx2 = cpu_has_avx2();  // one kernel for the whole process
   if (avx2 &&
-      attend_rows_avx2(q, nr, k, v, n0, head_dim, scale, scores, stride, out, out_stride, rows)) {
+      attend_rows_avx2(q, nr, n, k, v, head_dim, scale, scores, stride, out, out_stride, rows)) {
     return;
   }
 #endif
-  attend_rows_generic(q, nr, k, v, n0, head_dim, scale, scores, stride, out, out_stride, rows);
+  attend_rows_generic(q, nr, n, k, v, head_dim, scale, scores, stride, out, out_stride, rows);
 }
 
-void attend_rows_generic(const float* q, int nr, const float* k, const float* v, int n0,
+void attend_rows_generic(const float* q, int nr, const int32_t* n, const float* k, const float* v,
                          int head_dim, float scale, float* scores, int64_t stride, float* out,
                          int64_t out_stride, const KeyRows& rows) {
-  float m[kMaxRows];  // [nr]: each row's largest score
-  qk_scores(q, nr, k, n0, rows, head_dim, scale, scores, stride, m);
-  for (int r = 0; r < nr; ++r) m[r] = 1.0f / exp_and_sum(scores + r * stride, n0 + r, m[r]);
-  weighted_rows(scores, stride, nr, v, n0, rows, head_dim, out, out_stride);
+  float m[kMaxVectors];  // [nr]: each vector's largest score
+  qk_scores(q, nr, n, k, rows, head_dim, scale, scores, stride, m);
+  for (int r = 0; r < nr; ++r) m[r] = 1.0f / exp_and_sum(scores + r * stride, n[r], m[r]);
+  weighted_rows(scores, stride, nr, n, v, rows, head_dim, out, out_stride);
   for (int r = 0; r < nr; ++r) {  // m[r] now holds 1 / sum_j e_j (>= 1: the max term is e^0)
     for (int d = 0; d < head_dim; ++d) out[r * out_stride + d] *= m[r];
   }

@@ -21,7 +21,8 @@ float exp_nonpositive(float x);
 // x: float [>= 2 half]; cos, sin: float [max_pos, half] (row pos is read).
 void rotate_half(float* x, int pos, const float* cos, const float* sin, int half);
 
-constexpr int kMaxRows = 8;  // query rows per attend_rows call
+constexpr int kMaxRows = 8;      // consecutive positions of one head per unit (attention_op)
+constexpr int kMaxVectors = 24;  // query vectors per attend_rows call
 
 // Where key j lies in k / v: row j for j < n_direct, row tail[j - n_direct] after that. A tree
 // verify (attention_op.h) attends row i to the past then to its ancestors, which need not be
@@ -35,23 +36,25 @@ struct KeyRows {
   }
 };
 
-// For query rows r < nr at consecutive positions (row r sees keys j < n0 + r):
+// For query vectors r < nr, vector r seeing keys j < n[r] (n nondecreasing, n[0] >= 1):
 //   s_rj = scale sum_d q_r[d] k_j[d];  m_r = max_j s_rj;  e_rj = exp(s_rj - m_r);
 //   out_r[d] = (sum_j e_rj v_j[d]) / (sum_j e_rj).
-// Every sum runs in an order fixed by the row's own key count and head_dim: the rows share
-// loads of k_j and v_j, never partial sums, so row r's result does not depend on nr.
-// q: float [nr, head_dim]; k, v: float [rows(j) + 1 for every key j, head_dim] (one head's cache,
-// row-major); scores: float scratch [nr, stride], stride >= n0 + nr - 1; out: float [nr,
-// out_stride]. 1 <= nr <= kMaxRows, n0 >= 1; stride >= n0 + nr - 1 rounded up to a multiple of 8.
+// The vectors are one head's rows at consecutive positions (n[r] = n0 + r), or the heads of one
+// key/value group at one position (equal n[r]), or both. Every sum runs in an order fixed by the
+// vector's own key count and head_dim: the vectors share loads of k_j and v_j, never partial
+// sums, so vector r's result does not depend on nr or on the other vectors.
+// q: float [nr, head_dim]; n: int32 [nr]; k, v: float [rows(j) + 1 for every key j, head_dim]
+// (one key/value head's cache, row-major); scores: float scratch [nr, stride], stride >=
+// n[nr - 1] rounded up to a multiple of 8; out: float [nr, out_stride]. 1 <= nr <= kMaxVectors.
 // Runs the AVX2 kernel (row_attention_avx2.h) where the CPU and head_dim allow, the portable
 // one below otherwise: one of the two for the whole process, so results never mix.
-// rows: where each key lies (KeyRows); a gathered tail needs nr == 1.
-void attend_rows(const float* q, int nr, const float* k, const float* v, int n0, int head_dim,
-                 float scale, float* scores, int64_t stride, float* out, int64_t out_stride,
-                 const KeyRows& rows = {});
+// rows: where each key lies (KeyRows); a gathered tail needs equal n[r].
+void attend_rows(const float* q, int nr, const int32_t* n, const float* k, const float* v,
+                 int head_dim, float scale, float* scores, int64_t stride, float* out,
+                 int64_t out_stride, const KeyRows& rows = {});
 
 // The portable kernel (any head_dim; the compiler vectorizes it).
-void attend_rows_generic(const float* q, int nr, const float* k, const float* v, int n0,
+void attend_rows_generic(const float* q, int nr, const int32_t* n, const float* k, const float* v,
                          int head_dim, float scale, float* scores, int64_t stride, float* out,
                          int64_t out_stride, const KeyRows& rows = {});
 

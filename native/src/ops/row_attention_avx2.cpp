@@ -86,21 +86,28 @@ AVX2_FN inline __m256 scores8(const float* q, const float* const* kp) {
   return sums8(a);
 }
 
-// s[r][j] = scale q_r.k_j (j < n0 + r; the block's other lanes hold scratch), m[r] = max.
+// The first vector that sees key j (n[r] > j), searching from r.
+inline int first_seeing(const int32_t* n, int nr, int j, int r) {
+  while (r < nr && n[r] <= j) ++r;
+  return r;
+}
+
+// s[r][j] = scale q_r.k_j (j < n[r]; the block's other lanes hold scratch), m[r] = max.
 template <int NC>
-AVX2_FN void qk_rows(const float* q, int nr, const float* k, int n0, const KeyRows& rows,
+AVX2_FN void qk_rows(const float* q, int nr, const int32_t* n, const float* k, const KeyRows& rows,
                      float scale, float* s, int64_t stride, float* m) {
   constexpr int dim = 8 * NC;
-  const int n_max = n0 + nr - 1;
-  __m256 mv[kMaxRows];
+  const int n_max = n[nr - 1];
+  __m256 mv[kMaxVectors];
   for (int r = 0; r < nr; ++r) mv[r] = _mm256_set1_ps(kLowest);
-  for (int j = 0; j < n_max; j += kKeyBlock) {
+  for (int j = 0, r0 = 0; j < n_max; j += kKeyBlock) {
     const float* kp[kKeyBlock];  // rows j..j+7 of k, the last valid row repeated
     for (int l = 0; l < kKeyBlock; ++l) kp[l] = k + rows(std::min(j + l, n_max - 1)) * dim;
-    for (int r = (j < n0 ? 0 : j - n0 + 1); r < nr; ++r) {
+    r0 = first_seeing(n, nr, j, r0);
+    for (int r = r0; r < nr; ++r) {
       const __m256 x = _mm256_mul_ps(scores8<NC>(q + r * dim, kp), _mm256_set1_ps(scale));
       _mm256_storeu_ps(s + r * stride + j, x);
-      const __m256 valid = lanes_below(n0 + r - j);
+      const __m256 valid = lanes_below(n[r] - j);
       mv[r] = _mm256_max_ps(mv[r], _mm256_blendv_ps(_mm256_set1_ps(kLowest), x, valid));
     }
   }
@@ -120,28 +127,28 @@ AVX2_FN float exp_rows(float* e, int n, float m) {
   return 1.0f / hsum(acc);  // >= 1: the max term is e^0
 }
 
-// o_r = inv_r sum_j e[r][j] v_j, j < n0 + r: blocks of kVBlock rows of v shared by the rows.
+// o_r = inv_r sum_j e[r][j] v_j, j < n[r]: blocks of kVBlock rows of v shared by the vectors.
 template <int NC>
-AVX2_FN void pv_rows(const float* e, int64_t stride, int nr, const float* v, int n0,
+AVX2_FN void pv_rows(const float* e, int64_t stride, int nr, const int32_t* n, const float* v,
                      const KeyRows& rows, const float* inv, float* o, int64_t out_stride) {
   constexpr int dim = 8 * NC;
-  const int n_max = n0 + nr - 1;
-  for (int j0 = 0; j0 < n_max; j0 += kVBlock) {
-    for (int r = (j0 < n0 ? 0 : j0 - n0 + 1); r < nr; ++r) {
+  for (int j0 = 0, r0 = 0; j0 < n[nr - 1]; j0 += kVBlock) {
+    r0 = first_seeing(n, nr, j0, r0);
+    for (int r = r0; r < nr; ++r) {
       float* out = o + r * out_stride;
       const float* er = e + r * stride;
       __m256 acc[NC];
       for (int c = 0; c < NC; ++c) {
         acc[c] = j0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(out + 8 * c);
       }
-      const int j1 = std::min(j0 + kVBlock, n0 + r);
+      const int j1 = std::min(j0 + kVBlock, n[r]);
       for (int j = j0; j < j1; ++j) {
         const __m256 ej = _mm256_set1_ps(er[j]);
         const float* vj = v + rows(j) * dim;
         for (int c = 0; c < NC; ++c)
           acc[c] = _mm256_fmadd_ps(ej, _mm256_loadu_ps(vj + 8 * c), acc[c]);
       }
-      const bool last = j1 == n0 + r;
+      const bool last = j1 == n[r];
       const __m256 scale = _mm256_set1_ps(last ? inv[r] : 1.0f);
       for (int c = 0; c < NC; ++c) {
         _mm256_storeu_ps(out + 8 * c, last ? _mm256_mul_ps(acc[c], scale) : acc[c]);
@@ -151,29 +158,29 @@ AVX2_FN void pv_rows(const float* e, int64_t stride, int nr, const float* v, int
 }
 
 template <int NC>
-AVX2_FN void attend(const float* q, int nr, const float* k, const float* v, int n0,
+AVX2_FN void attend(const float* q, int nr, const int32_t* n, const float* k, const float* v,
                     const KeyRows& rows, float scale, float* s, int64_t stride, float* o,
                     int64_t out_stride) {
-  float m[kMaxRows];  // [nr]: max score, then 1 / sum_j e_j
-  qk_rows<NC>(q, nr, k, n0, rows, scale, s, stride, m);
-  for (int r = 0; r < nr; ++r) m[r] = exp_rows(s + r * stride, n0 + r, m[r]);
-  pv_rows<NC>(s, stride, nr, v, n0, rows, m, o, out_stride);
+  float m[kMaxVectors];  // [nr]: max score, then 1 / sum_j e_j
+  qk_rows<NC>(q, nr, n, k, rows, scale, s, stride, m);
+  for (int r = 0; r < nr; ++r) m[r] = exp_rows(s + r * stride, n[r], m[r]);
+  pv_rows<NC>(s, stride, nr, n, v, rows, m, o, out_stride);
 }
 
 }  // namespace
 
-bool attend_rows_avx2(const float* q, int nr, const float* k, const float* v, int n0, int dim,
-                      float scale, float* s, int64_t stride, float* o, int64_t out_stride,
+bool attend_rows_avx2(const float* q, int nr, const int32_t* n, const float* k, const float* v,
+                      int dim, float scale, float* s, int64_t stride, float* o, int64_t out_stride,
                       const KeyRows& rows) {
-  using Kernel = void (*)(const float*, int, const float*, const float*, int, const KeyRows&, float,
-                          float*, int64_t, float*, int64_t);
+  using Kernel = void (*)(const float*, int, const int32_t*, const float*, const float*,
+                          const KeyRows&, float, float*, int64_t, float*, int64_t);
   const Kernel kernel = dim == 16    ? attend<2>
                         : dim == 32  ? attend<4>
                         : dim == 64  ? attend<8>
                         : dim == 128 ? attend<16>
                                      : nullptr;
   if (kernel == nullptr) return false;
-  kernel(q, nr, k, v, n0, rows, scale, s, stride, o, out_stride);
+  kernel(q, nr, n, k, v, rows, scale, s, stride, o, out_stride);
   return true;
 }
 
