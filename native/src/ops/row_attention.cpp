@@ -47,12 +47,6 @@ inline float dot(const float* a, const float* b, int n) {
 // Vector r sees keys j < n[r] (n nondecreasing). Each vector's arithmetic is the same
 // instructions in the same order whatever nr is: vectors share the loads of k_j / v_j, not sums.
 
-// The first vector that sees key j (n[r] > j), searching from r.
-inline int first_seeing(const int32_t* n, int nr, int j, int r) {
-  while (r < nr && n[r] <= j) ++r;
-  return r;
-}
-
 // s[r][j] = scale q_r.k_j for j < n[r]; m[r] = max_j s[r][j].
 // q: [nr, dim]; n: [nr]; k: [>= n[nr - 1], dim]; s: [nr, stride]; m: [nr].
 void qk_scores(const float* q, int nr, const int32_t* n, const float* k, const KeyRows& rows,

@@ -36,6 +36,12 @@ struct KeyRows {
   }
 };
 
+// The first of vectors r..nr-1 that sees key j (n[r] > j; n nondecreasing), nr if none.
+inline int first_seeing(const int32_t* n, int nr, int j, int r) {
+  while (r < nr && n[r] <= j) ++r;
+  return r;
+}
+
 // For query vectors r < nr, vector r seeing keys j < n[r] (n nondecreasing, n[0] >= 1):
 //   s_rj = scale sum_d q_r[d] k_j[d];  m_r = max_j s_rj;  e_rj = exp(s_rj - m_r);
 //   out_r[d] = (sum_j e_rj v_j[d]) / (sum_j e_rj).

@@ -86,12 +86,6 @@ AVX2_FN inline __m256 scores8(const float* q, const float* const* kp) {
   return sums8(a);
 }
 
-// The first vector that sees key j (n[r] > j), searching from r.
-inline int first_seeing(const int32_t* n, int nr, int j, int r) {
-  while (r < nr && n[r] <= j) ++r;
-  return r;
-}
-
 // s[r][j] = scale q_r.k_j (j < n[r]; the block's other lanes hold scratch), m[r] = max.
 template <int NC>
 AVX2_FN void qk_rows(const float* q, int nr, const int32_t* n, const float* k, const KeyRows& rows,
