@@ -272,6 +272,16 @@ class _OpsModule:
     @staticmethod
     def qmatmul_kernel() -> str:
         """Which QMatMul kernel this CPU runs: avx512vnni, avx2 or generic."""
+    @staticmethod
+    def fmatmul(
+        x: npt.ArrayLike, w: npt.ArrayLike, n: int, kernel: str = "auto"
+    ) -> npt.NDArray[np.float32]:
+        """x [rows, K] @ W^T -> [rows, n] for float32 weights packed by pack_ftiles (w [ceil(n/16),
+        K, 16]), each output one fma chain in input order; kernel: auto (the op's), generic, avx2
+        or avx512 (ValueError when this CPU lacks it)."""
+    @staticmethod
+    def fmatmul_kernel() -> str:
+        """Which FMatMul kernel this CPU runs: avx512, avx2 or generic."""
     MAX_ROWS: int
     MAX_VECTORS: int
 

@@ -19,7 +19,7 @@ FORMAT = "edgespec-bundle"  # magic value of the manifest's "format" field
 # Newest manifest version this runtime reads (2: models may use ai.edgespec ops; 3: a graph may
 # take tree_parents, a tree of drafts verified in one call; 4: a graph may use ai.edgespec
 # QMatMul, 4- or 8-bit weights in its own tiled layout).
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MANIFEST_NAME = "edgespec.json"
 
 _KV_DTYPES = ("float32", "float16")

@@ -21,6 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .graph import IO_NAMES, IR_VERSION, LOGITS_TO_KEEP, GraphOptions, _Builder
 from .model_ir import ArchConfig, LoadedModel
+from .quantize import unpack_ftiles
 from .writer import normalize_modes, save_graph
 
 EAGLE_DIR = "eagle"
@@ -245,7 +246,11 @@ def _target_tensors(bundle: Path, target: dict) -> dict[str, np.ndarray]:
     inits = {t.name: t for t in proto.graph.initializer}
     get = lambda n: numpy_helper.to_array(inits[n]).astype(np.float32)  # noqa: E731
     table = get("model.embed_tokens.weight")  # [V, H]
-    head = get("lm_head.weight_t").T if "lm_head.weight_t" in inits else table  # [V, H]
+    head = table  # tied: the head is the embedding table
+    if "lm_head.weight_t" in inits:  # an untied head on MatMul: W^T [H, V]
+        head = get("lm_head.weight_t").T
+    elif "lm_head.ftiles" in inits:  # an untied head on FMatMul: tiles [ceil(V/16), H, 16]
+        head = unpack_ftiles(get("lm_head.ftiles"), table.shape[0])
     return {"embed": table, "norm": get("model.norm.weight"), "head": head}
 
 

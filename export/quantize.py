@@ -217,3 +217,22 @@ def pack_qtiles(qw: QuantizedWeight, m16: np.ndarray, zero_point: int = 0) -> Pa
         bits=qw.bits,
         zero_point=zero_point,
     )
+
+
+F_TILE = 16  # output columns per tile of FMatMul's float32 weights (fmatmul.h kFTile)
+
+
+def pack_ftiles(w: np.ndarray) -> np.ndarray:
+    """A float weight w [N, K] (out, in) in FMatMul's tiles: float32 [ceil(N/16), K, 16], element
+    [t, k, j] = w[16 t + j, k], N padded to a multiple of 16 with zero columns."""
+    n, k = w.shape
+    tiles = -(-n // F_TILE)
+    padded = np.zeros((tiles * F_TILE, k), np.float32)  # [N', K]
+    padded[:n] = w
+    return np.ascontiguousarray(padded.reshape(tiles, F_TILE, k).transpose(0, 2, 1))
+
+
+def unpack_ftiles(tiles: np.ndarray, n: int) -> np.ndarray:
+    """pack_ftiles' inverse: float32 [ceil(N/16), K, 16] -> w [N, K]."""
+    t, k, _ = tiles.shape
+    return np.ascontiguousarray(tiles.transpose(0, 2, 1).reshape(t * F_TILE, k)[:n])

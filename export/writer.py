@@ -26,7 +26,7 @@ from .graph import (
 from .model_ir import LoadedModel, TokenizerData
 
 FORMAT = "edgespec-bundle"
-FORMAT_VERSION = 4  # written when a graph uses QMatMul; 3 for edgespec attention; else 1
+FORMAT_VERSION = 5  # the newest written: 5 with FMatMul, 4 QMatMul, 3 edgespec attention, else 1
 MANIFEST = "edgespec.json"
 DEFAULT_GENERATION = {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0}
 
@@ -157,10 +157,12 @@ def tokenizer_entry(tok: TokenizerData) -> dict:
 
 def _format_version(models: dict, ops: set[str]) -> int:
     """The oldest format whose readers can run these graphs (ops: the ai.edgespec op types they
-    use): 4 with QMatMul, 3 for edgespec attention (its ops and its tree_parents input; format 2
-    had the ops only), else 1."""
-    if "QMatMul" in ops:
+    use): 5 with FMatMul, 4 with QMatMul, 3 for edgespec attention (its ops and its tree_parents
+    input; format 2 had the ops only), else 1."""
+    if "FMatMul" in ops:
         return FORMAT_VERSION
+    if "QMatMul" in ops:
+        return 4
     edgespec = any(m.get("attention") == "edgespec" for m in models.values())
     return 3 if edgespec else 1
 

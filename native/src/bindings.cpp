@@ -20,6 +20,8 @@
 #include "lookup.h"
 #include "ngram_table.h"
 #include "ops/block_offset.h"
+#include "ops/fmatmul.h"
+#include "ops/fmatmul_simd.h"
 #include "ops/qmatmul.h"
 #include "ops/qmatmul_simd.h"
 #include "ops/row_attention.h"
@@ -596,6 +598,38 @@ FloatArray qmatmul(const FloatArray& x,
   return y;
 }
 
+using FMatMulFn = void (*)(const ops::FWeights&, const float*, int64_t, int64_t, int64_t, int64_t,
+                           float*, int64_t, int64_t);
+
+// The kernel named: "auto" (what the op runs on this CPU), "generic", "avx2", "avx512"
+// (ValueError when this CPU lacks it).
+FMatMulFn fmatmul_kernel(const std::string& name) {
+  if (name == "auto") return ops::fmatmul_tiles;
+  if (name == "generic") return ops::fmatmul_tiles_generic;
+#if EDGESPEC_HAVE_AVX2
+  if (name == "avx2" && ops::cpu_has_avx2()) return ops::fmatmul_avx2;
+  if (name == "avx512" && ops::cpu_has_avx512f()) return ops::fmatmul_avx512;
+#endif
+  throw py::value_error("kernel must be auto, generic, or one this CPU runs (avx2, avx512), got " +
+                        name);
+}
+
+// y [rows, n] = x [rows, K] @ W for packed float32 weights w [tiles, K, 16] (fmatmul.h).
+FloatArray fmatmul(const FloatArray& x, const FloatArray& w, int64_t n, const std::string& kernel) {
+  if (x.ndim() != 2 || n < 1 || w.ndim() != 3) {
+    throw py::value_error("need x [rows, K], n >= 1 and w [tiles, K, 16]");
+  }
+  const int64_t rows = x.shape(0), k = x.shape(1), tiles = (n + ops::kFTile - 1) / ops::kFTile;
+  if (k < 1 || w.shape(0) != tiles || w.shape(1) != k || w.shape(2) != ops::kFTile) {
+    throw py::value_error("need w [ceil(n / 16), K, 16] = [" + std::to_string(tiles) + ", " +
+                          std::to_string(k) + ", 16] for K >= 1");
+  }
+  const FMatMulFn run = fmatmul_kernel(kernel);
+  FloatArray y({rows, n});
+  run(ops::FWeights{w.data(), k, tiles}, x.data(), k, rows, 0, tiles, y.mutable_data(), n, n);
+  return y;
+}
+
 void bind_ops(py::module_& m) {
   py::module_ o = m.def_submodule("ops", "edgespec's custom-op kernels (for tests).");
   o.def("attend_rows", &attend_rows, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("n0"),
@@ -609,6 +643,10 @@ void bind_ops(py::module_& m) {
   o.def(
       "qmatmul_kernel", [] { return std::string(ops::qmatmul_kernel_name()); },
       "Which QMatMul kernel this CPU runs: avx512vnni, avx2 or generic.");
+  o.def("fmatmul", &fmatmul, py::arg("x"), py::arg("w"), py::arg("n"), py::arg("kernel") = "auto");
+  o.def(
+      "fmatmul_kernel", [] { return std::string(ops::fmatmul_kernel_name()); },
+      "Which FMatMul kernel this CPU runs: avx512, avx2 or generic.");
   o.attr("MAX_ROWS") = ops::kMaxRows;
   o.attr("MAX_VECTORS") = ops::kMaxVectors;
 }

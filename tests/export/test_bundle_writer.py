@@ -51,7 +51,7 @@ def test_tiny_bundle_manifest(tiny_bundle, tiny_tokenizer_json):
     from tokenizers import Tokenizer
 
     m = manifest(tiny_bundle)
-    assert (m["format"], m["format_version"]) == ("edgespec-bundle", 3)  # ai.edgespec, trees
+    assert (m["format"], m["format_version"]) == ("edgespec-bundle", 5)  # FMatMul, trees
     assert m["created_by"].startswith("edgespec ")
     t = m["models"]["target"]
     assert set(t) == MODEL_KEYS and "draft" not in m["models"]
@@ -134,21 +134,31 @@ def _attention_domains(bundle: Path, role: str = "target") -> set[str]:
     return {n.domain for n in graph.node if n.op_type == "GroupQueryAttention"}
 
 
+def _linear_ops(bundle: Path) -> set[str]:
+    """The op types of the target's linear layers (the tied LM head's Gemm aside)."""
+    import onnx
+
+    graph = onnx.load(str(bundle / "target" / "model.onnx"), load_external_data=False).graph
+    linear = {"MatMul", "FMatMul", "QMatMul", "MatMulNBits"}
+    return {n.op_type for n in graph.node if n.op_type in linear}
+
+
 @pytest.mark.parametrize(
-    ("argv", "attention", "domain", "version"),
+    ("argv", "attention", "domain", "version", "linear"),
     [
-        ([], "edgespec", "ai.edgespec", 3),  # auto: the CPU op for float32 activations
-        (["--attention", "gqa"], "gqa", "com.microsoft", 1),  # readable by format-1 runtimes
-        (["--precision", "int4"], "edgespec", "ai.edgespec", 4),  # QMatMul: format 4
-        (["--precision", "fp16"], "gqa", "com.microsoft", 1),  # auto: fp16 is a GPU precision
+        ([], "edgespec", "ai.edgespec", 5, "FMatMul"),  # auto: the CPU ops for float32
+        (["--attention", "gqa"], "gqa", "com.microsoft", 1, "MatMul"),  # format-1 runtimes read it
+        (["--precision", "int4"], "edgespec", "ai.edgespec", 4, "QMatMul"),  # QMatMul: format 4
+        (["--precision", "fp16"], "gqa", "com.microsoft", 1, "MatMul"),  # fp16: a GPU precision
     ],
 )
-def test_attention_choice(tmp_path, tiny_hf_dir, argv, attention, domain, version):
+def test_attention_choice(tmp_path, tiny_hf_dir, argv, attention, domain, version, linear):
     out = tmp_path / "b"
     run_export(_args("--model", str(tiny_hf_dir), "--capacity", "32", "-o", str(out), *argv))
     m = manifest(out)
     assert (m["models"]["target"]["attention"], m["format_version"]) == (attention, version)
     assert _attention_domains(out) == {domain}
+    assert _linear_ops(out) == {linear}
     # only our op verifies trees: its graphs take tree_parents, and the manifest names it
     inputs = m["models"]["target"]["inputs"]
     assert inputs.get("tree_parents") == ("tree_parents" if attention == "edgespec" else None)

@@ -96,3 +96,17 @@ def test_target_without_hidden_states_refused(tmp_path, tiny_bundle):
     with pytest.raises(ValueError, match="no hidden_states output"):
         add_random_eagle(dest, draft_vocab=100)
     assert not (dest / "eagle").exists() and json.loads(path.read_text()) == m
+
+
+def test_target_tensors_read_an_untied_head_from_its_packed_tiles(tiny_bundle, tiny_hf_dir):
+    """The tiny target's head is untied and runs on FMatMul: the head a test head copies rows
+    from is lm_head.weight itself, not the embedding table."""
+    from safetensors.numpy import load_file
+
+    from edgespec.export.eagle_graph import _target_tensors
+
+    hf = load_file(str(tiny_hf_dir / "model.safetensors"))
+    target = json.loads((tiny_bundle / "edgespec.json").read_text())["models"]["target"]
+    t = _target_tensors(tiny_bundle, target)
+    assert np.array_equal(t["head"], hf["lm_head.weight"].astype(np.float32))
+    assert np.array_equal(t["embed"], hf["model.embed_tokens.weight"].astype(np.float32))

@@ -82,6 +82,28 @@ def test_fp32_logits_match_torch(tmp_path, case):
     assert all(top1 == 1.0 for _, _, top1 in results), results
 
 
+@pytest.mark.parametrize("float_op", ["auto", "matmul"])
+def test_float_linear_layers_on_either_op_match_torch(tmp_path, float_op):
+    """float_op auto: ai.edgespec FMatMul (format 5); matmul: ONNX MatMul (format 3). qwen2: the
+    projections' biases and an untied LM head ride on the same op."""
+    import onnx
+
+    model, bundle, entry = export_case(tmp_path, "qwen2", "fp32", float_op=float_op)
+    graph = onnx.load(str(bundle / entry["path"]), load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    assert ("FMatMul" in ops, "MatMul" in ops) == (float_op == "auto", float_op == "matmul")
+    version = json.loads((bundle / "edgespec.json").read_text())["format_version"]
+    assert version == (5 if float_op == "auto" else 3)
+    ids = [5, 9, 200, 31, 7]
+    logits = SharedKVDecoder(bundle / entry["path"], entry).forward(ids, 0)  # [5, vocab]
+    assert np.abs(logits - torch_reference(model, ids)[0]).max() <= 1e-3
+
+
+def test_unknown_float_op_is_refused():
+    with pytest.raises(ValueError, match="unknown float_op 'mlas'"):
+        GraphOptions(float_op="mlas")
+
+
 def test_hidden_states_output_and_unbound(tmp_path):
     """hidden_states equals HF's final-norm output; leaving it unbound is fine (other tests)."""
     model, bundle, entry = export_case(tmp_path, "qwen2", "fp32")

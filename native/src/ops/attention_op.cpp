@@ -388,6 +388,7 @@ Ort::CustomOpDomain& domain() {
     dom->Add(new AttentionOp());  // leaked with the domain (see attention_op.h)
     dom->Add(block_offset_op());
     dom->Add(qmatmul_op());
+    dom->Add(fmatmul_op());
     return dom;
   }();
   return *d;

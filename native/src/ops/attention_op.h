@@ -25,6 +25,10 @@ const OrtCustomOp* block_offset_op();
 // Q4_1's form) with int8 activations that reads its weights once for all rows of a call.
 const OrtCustomOp* qmatmul_op();
 
+// ai.edgespec FMatMul (fmatmul_op.cpp, kernel in fmatmul.h): a float32 linear layer (packed
+// weights) that streams its weights once for all rows of a call, each output one fma chain.
+const OrtCustomOp* fmatmul_op();
+
 // CreateKernelV2 of every op: a new Kernel(info), or a status with the message of what its
 // constructor threw (a bad attribute fails the session's load, not the process).
 template <class Kernel>

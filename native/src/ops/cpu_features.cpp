@@ -13,6 +13,8 @@ bool cpu_has_avx2() {
 
 bool cpu_has_avx2_f16c() { return cpu_has_avx2() && __builtin_cpu_supports("f16c"); }
 
+bool cpu_has_avx512f() { return cpu_has_avx2() && __builtin_cpu_supports("avx512f"); }
+
 bool cpu_has_avx512vnni() {
   return cpu_has_avx2_f16c() && __builtin_cpu_supports("avx512f") &&
          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&

@@ -14,6 +14,7 @@ namespace ops {
 #if EDGESPEC_HAVE_AVX2
 bool cpu_has_avx2();        // AVX2 + FMA
 bool cpu_has_avx2_f16c();   // AVX2 + FMA + F16C
+bool cpu_has_avx512f();     // AVX-512F + FMA
 bool cpu_has_avx512vnni();  // AVX-512 F/BW/VL/VNNI + FMA + F16C
 #endif
 
