@@ -245,12 +245,16 @@ def _target_tensors(bundle: Path, target: dict) -> dict[str, np.ndarray]:
     proto = onnx.load(str(bundle / target["path"]))
     inits = {t.name: t for t in proto.graph.initializer}
     get = lambda n: numpy_helper.to_array(inits[n]).astype(np.float32)  # noqa: E731
-    table = get("model.embed_tokens.weight")  # [V, H]
+    vocab = int(target["vocab_size"])
+    if "model.embed_tokens.weight" in inits:
+        table = get("model.embed_tokens.weight")  # [V, H]
+    else:  # a tied table held once as FMatMul's tiles [ceil(V/16), H, 16]
+        table = unpack_ftiles(get("model.embed_tokens.ftiles"), vocab)
     head = table  # tied: the head is the embedding table
     if "lm_head.weight_t" in inits:  # an untied head on MatMul: W^T [H, V]
         head = get("lm_head.weight_t").T
     elif "lm_head.ftiles" in inits:  # an untied head on FMatMul: tiles [ceil(V/16), H, 16]
-        head = unpack_ftiles(get("lm_head.ftiles"), table.shape[0])
+        head = unpack_ftiles(get("lm_head.ftiles"), vocab)
     return {"embed": table, "norm": get("model.norm.weight"), "head": head}
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .graph_ftiles import gather_tiled_rows
 from .graph_rope import rope_caches
 from .model_ir import SUPPORTED_ARCHITECTURES, LoadedModel, QuantizedWeight, Weight
 from .quantize import (
@@ -261,11 +262,17 @@ class _Builder:
         (y,) = self.node("MatMul", [x, wt], name)
         return y
 
+    @property
+    def fmatmul_allowed(self) -> bool:
+        """FMatMul runs this graph's float linear layers (fp32, edgespec attention, float_op
+        auto)."""
+        o = self.opts
+        return o.precision == "fp32" and o.attention_op == "edgespec" and o.float_op == "auto"
+
     def fmatmul(self, x: str, w: np.ndarray, name: str) -> str | None:
         """x [1,n,in] -> [1,n,out] by one ai.edgespec FMatMul node over w [out, in] where it
         applies (a float32 CPU graph with edgespec attention, float_op auto), else None."""
-        opts = self.opts
-        if opts.precision != "fp32" or opts.attention_op != "edgespec" or opts.float_op != "auto":
+        if not self.fmatmul_allowed:
             return None
         tiles = self.init(f"{name}.ftiles", pack_ftiles(w))  # float32 [ceil(out/16), in, 16]
         (y,) = self.node("FMatMul", [x, tiles], name, domain=EDGESPEC_DOMAIN, N=w.shape[0])
@@ -441,6 +448,9 @@ class _Builder:
     def embed(self) -> str:
         """input_ids int64 [1,n] -> [1,n,H]."""
         table = _float(self.weight("model.embed_tokens.weight"))  # [V, H]
+        if self.cfg.tie_word_embeddings and self.fmatmul_allowed:  # the LM head's tiles
+            tiles = self.init("model.embed_tokens.ftiles", pack_ftiles(table))  # [ceil(V/16),H,16]
+            return gather_tiled_rows(self, tiles, "input_ids", table.shape[1], "model.embed_tokens")
         (x,) = self.node(
             "Gather",
             [self.act_init("model.embed_tokens.weight", table), "input_ids"],
@@ -454,6 +464,10 @@ class _Builder:
         key = "model.embed_tokens.weight" if self.cfg.tie_word_embeddings else "lm_head.weight"
         if self.opts.quant_bits is not None or not self.cfg.tie_word_embeddings:
             return self.linear(h, [key], "lm_head")
+        if self.fmatmul_allowed:  # the tiles embed() wrote: one table for both
+            tiles, n = "model.embed_tokens.ftiles", self.cfg.vocab_size
+            (y,) = self.node("FMatMul", [h, tiles], "lm_head", domain=EDGESPEC_DOMAIN, N=n)
+            return y  # [1,n,V]
         # Tied float head: Gemm(transB=1) reuses the embedding table, no transposed copy.
         h2 = self.const_i64("const/shape_rows", [-1, self.cfg.hidden_size])
         back = self.const_i64("const/shape_logits", [1, -1, self.cfg.vocab_size])

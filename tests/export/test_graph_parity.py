@@ -99,6 +99,29 @@ def test_float_linear_layers_on_either_op_match_torch(tmp_path, float_op):
     assert np.abs(logits - torch_reference(model, ids)[0]).max() <= 1e-3
 
 
+@pytest.mark.parametrize(("float_op", "head"), [("auto", "FMatMul"), ("matmul", "Gemm")])
+def test_a_tied_table_is_held_once(tmp_path, float_op, head):
+    """qwen3 ties its head to the embedding table: on FMatMul the graph holds the table once, as
+    the head's tiles, and the embedding gathers its rows out of them (logits match torch; the
+    table a test head copies is the checkpoint's); on MatMul, Gemm reads the table itself."""
+    import onnx
+
+    from edgespec.export.eagle_graph import _target_tensors
+
+    model, bundle, entry = export_case(tmp_path, "qwen3", "fp32", float_op=float_op)
+    graph = onnx.load(str(bundle / entry["path"]), load_external_data=False).graph
+    (node,) = [n for n in graph.node if n.name == "lm_head"]
+    inits = {i.name: list(i.dims) for i in graph.initializer}
+    table = "model.embed_tokens.ftiles" if head == "FMatMul" else "model.embed_tokens.weight"
+    assert node.op_type == head and table in node.input
+    assert [n for n in inits if n.startswith("model.embed_tokens.")] == [table]
+    ids = [5, 9, 200, 31, 7]
+    logits = SharedKVDecoder(bundle / entry["path"], entry).forward(ids, 0)  # [5, vocab]
+    assert np.abs(logits - torch_reference(model, ids)[0]).max() <= 1e-3
+    embed = model.get_input_embeddings().weight.detach().numpy()  # [V, H]
+    assert np.array_equal(_target_tensors(bundle, entry)["embed"], embed)
+
+
 def test_unknown_float_op_is_refused():
     with pytest.raises(ValueError, match="unknown float_op 'mlas'"):
         GraphOptions(float_op="mlas")
