@@ -9,28 +9,19 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
-
-from edgespec._ort import ops_library  # noqa: E402
+from onnx import TensorProto  # noqa: E402
+from op_session import one_node_session  # noqa: E402
 
 pytestmark = pytest.mark.export
 
 
 def _session(**attrs) -> ort.InferenceSession:
-    attrs = {"block_size": 32, **attrs}
-    node = helper.make_node("BlockOffset", ["y", "x", "m"], ["z"], domain="ai.edgespec", **attrs)
-    vi = helper.make_tensor_value_info
     inputs = [
-        vi("y", TensorProto.FLOAT, None),  # [..., N]
-        vi("x", TensorProto.FLOAT, None),  # [..., K]
-        vi("m", TensorProto.FLOAT16, None),  # [K / block_size, N]
+        ("y", TensorProto.FLOAT),  # [..., N]
+        ("x", TensorProto.FLOAT),  # [..., K]
+        ("m", TensorProto.FLOAT16),  # [K / block_size, N]
     ]
-    graph = helper.make_graph([node], "offset", inputs, [vi("z", TensorProto.FLOAT, None)])
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.edgespec", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
-    so = ort.SessionOptions()
-    so.register_custom_ops_library(ops_library())
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return one_node_session("BlockOffset", inputs, "z", **{"block_size": 32, **attrs})
 
 
 @pytest.fixture(scope="module")
@@ -112,16 +103,9 @@ def test_bad_attributes_fail_at_load(attrs, pattern):
 
 
 def test_block_size_is_required():
-    node = helper.make_node("BlockOffset", ["y", "x", "m"], ["z"], domain="ai.edgespec")
-    vi = helper.make_tensor_value_info
-    inputs = [vi("y", 1, None), vi("x", 1, None), vi("m", TensorProto.FLOAT16, None)]
-    graph = helper.make_graph([node], "offset", inputs, [vi("z", 1, None)])
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.edgespec", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
-    so = ort.SessionOptions()
-    so.register_custom_ops_library(ops_library())
+    inputs = [("y", TensorProto.FLOAT), ("x", TensorProto.FLOAT), ("m", TensorProto.FLOAT16)]
     with pytest.raises(Exception, match="attribute block_size is missing"):
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        one_node_session("BlockOffset", inputs, "z")
 
 
 @pytest.mark.parametrize(("rows", "nb", "n"), [(1, 18, 3072), (5, 48, 576), (9, 3, 70)])

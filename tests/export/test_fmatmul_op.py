@@ -9,29 +9,19 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto  # noqa: E402
+from op_session import one_node_session  # noqa: E402
 
 from edgespec import _native  # noqa: E402
-from edgespec._ort import ops_library  # noqa: E402
 from edgespec.export.quantize import pack_ftiles  # noqa: E402
 
 pytestmark = pytest.mark.export
 
 
 def _session(**attrs) -> ort.InferenceSession:
-    node = helper.make_node("FMatMul", ["x", "w"], ["y"], domain="ai.edgespec", **attrs)
-    vi = helper.make_tensor_value_info
-    inputs = [
-        vi("x", TensorProto.FLOAT, None),  # [..., K]
-        vi("w", TensorProto.FLOAT, None),  # [tiles, K, 16]
-    ]
-    graph = helper.make_graph([node], "f32", inputs, [vi("y", TensorProto.FLOAT, None)])
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.edgespec", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.register_custom_ops_library(ops_library())
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    # x [..., K], w [tiles, K, 16]
+    inputs = [("x", TensorProto.FLOAT), ("w", TensorProto.FLOAT)]
+    return one_node_session("FMatMul", inputs, "y", threads=2, **attrs)
 
 
 @pytest.mark.parametrize(

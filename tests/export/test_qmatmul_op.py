@@ -9,31 +9,23 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto  # noqa: E402
+from op_session import one_node_session  # noqa: E402
 
 from edgespec import _native  # noqa: E402
-from edgespec._ort import ops_library  # noqa: E402
 from edgespec.export.quantize import pack_qtiles, quantize_rtn  # noqa: E402
 
 pytestmark = pytest.mark.export
 
 
 def _session(**attrs) -> ort.InferenceSession:
-    node = helper.make_node("QMatMul", ["x", "q", "s", "m"], ["y"], domain="ai.edgespec", **attrs)
-    vi = helper.make_tensor_value_info
     inputs = [
-        vi("x", TensorProto.FLOAT, None),  # [..., K]
-        vi("q", TensorProto.UINT8, None),  # [tiles, K / 32, 256]
-        vi("s", TensorProto.FLOAT, None),  # [tiles, K / 32, 16]
-        vi("m", TensorProto.FLOAT16, None),  # [tiles, K / 32, 16]
+        ("x", TensorProto.FLOAT),  # [..., K]
+        ("q", TensorProto.UINT8),  # [tiles, K / 32, 256]
+        ("s", TensorProto.FLOAT),  # [tiles, K / 32, 16]
+        ("m", TensorProto.FLOAT16),  # [tiles, K / 32, 16]
     ]
-    graph = helper.make_graph([node], "q4", inputs, [vi("y", TensorProto.FLOAT, None)])
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.edgespec", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.register_custom_ops_library(ops_library())
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return one_node_session("QMatMul", inputs, "y", threads=2, **attrs)
 
 
 def _packed(rng, n: int, k: int, bits: int = 4, z: int = 0):
