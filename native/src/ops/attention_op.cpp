@@ -375,6 +375,12 @@ struct AttentionOp : Ort::CustomOpBase<AttentionOp, AttentionKernel, true> {
 
 }  // namespace
 
+std::string shape_str(const std::vector<int64_t>& d) {
+  std::string out = "[";
+  for (size_t i = 0; i < d.size(); ++i) out += (i ? ", " : "") + std::to_string(d[i]);
+  return out + "]";
+}
+
 int64_t int_attr(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback) {
   int64_t value = fallback;
   OrtStatus* status = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &value);

@@ -11,6 +11,8 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <exception>
+#include <string>
+#include <vector>
 
 namespace edgespec {
 namespace ops {
@@ -52,6 +54,9 @@ OrtStatusPtr guarded(F&& f) noexcept {
     return Ort::GetApi().CreateStatus(ORT_RUNTIME_EXCEPTION, err.what());
   }
 }
+
+// A shape for error messages: "[2, 64, 16]".
+std::string shape_str(const std::vector<int64_t>& d);
 
 // An int attribute of a node, `fallback` when the node does not set it.
 int64_t int_attr(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback);

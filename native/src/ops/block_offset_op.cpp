@@ -22,12 +22,6 @@ constexpr int64_t kSerialWork = 1 << 13;  // below this many multiply-adds: one 
   throw std::invalid_argument("ai.edgespec.BlockOffset: " + what);
 }
 
-std::string shape_str(const std::vector<int64_t>& d) {
-  std::string out = "[";
-  for (size_t i = 0; i < d.size(); ++i) out += (i ? ", " : "") + std::to_string(d[i]);
-  return out + "]";
-}
-
 struct Call {
   const float* s = nullptr;     // [rows, nb] block sums
   const uint16_t* m = nullptr;  // float16 [nb, n]

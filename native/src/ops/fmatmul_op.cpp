@@ -22,12 +22,6 @@ constexpr int64_t kSerialWork = 1 << 15;  // below this many multiply-adds: one 
   throw std::invalid_argument("ai.edgespec.FMatMul: " + what);
 }
 
-std::string shape_str(const std::vector<int64_t>& d) {
-  std::string out = "[";
-  for (size_t i = 0; i < d.size(); ++i) out += (i ? ", " : "") + std::to_string(d[i]);
-  return out + "]";
-}
-
 struct Call {
   FWeights w;
   const float* x = nullptr;  // [rows, K]

@@ -25,12 +25,6 @@ constexpr int64_t kUnitRows = 16;         // rows per ParallelFor unit of the ac
   throw std::invalid_argument("ai.edgespec.QMatMul: " + what);
 }
 
-std::string shape_str(const std::vector<int64_t>& d) {
-  std::string out = "[";
-  for (size_t i = 0; i < d.size(); ++i) out += (i ? ", " : "") + std::to_string(d[i]);
-  return out + "]";
-}
-
 struct Call {
   QWeights w;
   const float* x = nullptr;  // [rows, K]
